@@ -1,0 +1,3 @@
+from learnscope.cli import entry
+
+entry()

@@ -1,0 +1,351 @@
+"""Validated experiment specs.
+
+An Experiment names its components (`{name: mlp, hidden: [64, 64]}`); each
+registered component is a pydantic model whose fields are its parameters.
+Every way of building a spec (YAML, TOML, dict, Python, `--set`) goes through
+`Experiment.model_validate`, and every failure surfaces as one SpecError line
+naming the field and what is valid.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from learnscope import registry
+from learnscope.errors import LearnscopeError, SpecError, did_you_mean, one_of
+
+
+class Component(BaseModel):
+    """Base of every named, parameterized component. `name` selects the class
+    in a spec; the remaining keys are the class's fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    registry_name: ClassVar[str] = ""
+
+    @model_serializer(mode="wrap")
+    def _with_name(self, handler):
+        return {"name": self.registry_name, **handler(self)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class TaskSpec(Component):
+    pass
+
+
+class ModelSpec(Component):
+    pass
+
+
+class ProbeSpec(Component):
+    pass
+
+
+class InterventionSpec(Component):
+    pass
+
+
+_COMPONENT_KINDS: dict[str, tuple[registry.Registry, type[Component]]] = {
+    "task": (registry.tasks, TaskSpec),
+    "model": (registry.models, ModelSpec),
+    "probes": (registry.probes, ProbeSpec),
+    "interventions": (registry.interventions, InterventionSpec),
+}
+
+
+class Recipe(BaseModel):
+    """How training goes. Probe cadence: step 0, the last step, every
+    `probe_every` steps, and `probe_log_points` log-spaced steps (grokking
+    spans orders of magnitude of steps, so a linear grid wastes probes)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    betas: tuple[float, float] = (0.9, 0.98)
+    steps: int = Field(1000, ge=1)
+    batch_size: int | None = Field(None, ge=1, description="None: full batch")
+    schedule: Literal["constant", "warmup_cosine"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    probe_every: int | None = Field(100, ge=1)
+    probe_log_points: int = Field(0, ge=0)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, betas):
+        if not all(0 <= b < 1 for b in betas):
+            raise ValueError("each beta must be in [0, 1)")
+        return betas
+
+    @model_validator(mode="after")
+    def _warmup_fits(self):
+        if self.warmup_steps > self.steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) exceeds steps ({self.steps})")
+        return self
+
+    def probe_steps(self) -> list[int]:
+        steps = {0, self.steps}
+        if self.probe_every:
+            steps.update(range(0, self.steps + 1, self.probe_every))
+        if self.probe_log_points:
+            n = self.probe_log_points
+            steps.update(
+                min(self.steps, round(math.exp(i * math.log(self.steps) / max(n - 1, 1)))) for i in range(n)
+            )
+        return sorted(steps)
+
+
+Seeds = int | list[int]
+
+
+class Experiment(BaseModel):
+    """Task + Model + Recipe + Interventions + Probes + seeds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: SerializeAsAny[TaskSpec]
+    model: SerializeAsAny[ModelSpec]
+    recipe: Recipe = Recipe()
+    interventions: list[SerializeAsAny[InterventionSpec]] = []
+    probes: list[SerializeAsAny[ProbeSpec]] = []
+    seeds: Seeds = 8
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _validate_as_one_line(cls, data, handler):
+        if isinstance(data, Mapping):
+            data = _resolve_components(data)
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            raise spec_error_from(exc) from None
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_valid(cls, seeds):
+        if isinstance(seeds, int):
+            if seeds < 1:
+                raise ValueError("must be a positive count or a list of seed integers")
+        else:
+            if not seeds:
+                raise ValueError("the list of seeds is empty")
+            if len(set(seeds)) != len(seeds):
+                raise ValueError("seeds repeat")
+            if any(s < 0 for s in seeds):
+                raise ValueError("seeds must be non-negative")
+        return seeds
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def with_overrides(self, overrides: Sequence[str] = (), seeds: int | None = None) -> Experiment:
+        raw = self.to_dict()
+        for item in overrides:
+            apply_override(raw, item)
+        if seeds is not None:
+            raw["seeds"] = seeds
+        return Experiment.model_validate(raw)
+
+    def run(self, store=None, name: str | None = None, run_id: str | None = None, progress: bool = False):
+        from learnscope.runner import run_experiment
+
+        return run_experiment(self, store=store, name=name, run_id=run_id, progress=progress)
+
+
+def _resolve_components(data: Mapping) -> dict:
+    """Turn `{name: ..., **params}` entries into registered component models,
+    raising SpecError with the full path on any problem."""
+    data = dict(data)
+    unknown = [k for k in data if k not in Experiment.model_fields]
+    if unknown:
+        k = unknown[0]
+        raise SpecError(str(k), f"unknown key; {one_of(k, Experiment.model_fields)}")
+    for key, (reg, base) in _COMPONENT_KINDS.items():
+        if key not in data:
+            continue
+        value = data[key]
+        if key in ("probes", "interventions"):
+            if not isinstance(value, list):
+                raise SpecError(key, "must be a list of component names or {name: ..., ...} entries")
+            data[key] = [_component(reg, base, item, f"{key}[{i}]") for i, item in enumerate(value)]
+        else:
+            data[key] = _component(reg, base, value, key)
+    return data
+
+
+def _component(reg: registry.Registry, base: type[Component], value: Any, path: str) -> Component:
+    if isinstance(value, base):
+        return value
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, Mapping):
+        raise SpecError(path, f"must be a {reg.kind} name or a mapping with 'name'; valid names: {', '.join(reg.names())}")
+    params = dict(value)
+    if "name" not in params:
+        raise SpecError(f"{path}.name", f"missing; valid: {', '.join(reg.names())}")
+    cls = reg.get(str(params.pop("name")), f"{path}.name")
+    try:
+        return cls.model_validate(params)
+    except ValidationError as exc:
+        raise spec_error_from(exc, prefix=path, model=cls) from None
+
+
+def spec_error_from(exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> SpecError:
+    """One line from pydantic's first error: the dotted path, what is wrong,
+    and for unknown keys the valid keys and a 'did you mean'."""
+    err = exc.errors(include_url=False)[0]
+    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+    path = ".".join(([prefix] if prefix else []) + loc)
+    if err["type"] == "extra_forbidden":
+        valid = _fields_at(model or exc.title, loc[:-1])
+        key = loc[-1] if loc else ""
+        if valid is not None:
+            return SpecError(path, f"unknown key; {one_of(key, valid)}")
+        return SpecError(path, "unknown key")
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    given = err.get("input")
+    if err["type"] not in ("missing",) and not isinstance(given, (dict, list, BaseModel)):
+        msg += f" (got {given!r})"
+    return SpecError(path, msg)
+
+
+def _fields_at(model: Any, loc: list[str]) -> list[str] | None:
+    cls = model if isinstance(model, type) else {"Experiment": Experiment}.get(model)
+    if cls is None:
+        return None
+    for part in loc:
+        field = cls.model_fields.get(part)
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        cls = ann
+    names = [n for n in cls.model_fields]
+    return names + (["name"] if issubclass(cls, Component) else [])
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def parse_value(text: str) -> Any:
+    """`--set` values: YAML scalars and lists (`3`, `true`, `[64, 64]`);
+    anything else stays a string for pydantic to coerce or reject."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Apply `a.b.c=value` to a spec dict in place. Setting a component's
+    `name` replaces the component with that one's defaults, since the old
+    component's parameters rarely fit the new one."""
+    if "=" not in item:
+        raise SpecError("--set", f"'{item}' is not of the form key=value (e.g. recipe.lr=3e-4)")
+    key, text = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise SpecError("--set", f"'{key}' is not a dotted key (e.g. task.p)")
+    value = parse_value(text)
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        path = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            node = node[_list_index(node, part, path)]
+            continue
+        if part not in node:
+            if i == 0:
+                raise SpecError(path, f"unknown key; {one_of(part, Experiment.model_fields)}")
+            node[part] = {}
+        if isinstance(node[part], str):  # a component given by name only
+            node[part] = {"name": node[part]}
+        if not isinstance(node[part], (dict, list)):
+            raise SpecError(path, f"is a value ({node[part]!r}), not a section")
+        node = node[part]
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_list_index(node, last, key)] = value
+    elif last == "name" and len(parts) >= 2 and isinstance(node, dict) and node.get("name") != value:
+        node.clear()
+        node["name"] = value
+    else:
+        node[last] = value
+
+
+def _list_index(node: list, part: str, path: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise SpecError(path, f"index must be an integer below {len(node)}")
+    return int(part)
+
+
+# ---------------------------------------------------------------- files
+
+
+def load_spec_file(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise LearnscopeError(f"spec file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LearnscopeError(f"cannot read spec file {path}: {exc.__class__.__name__}") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise LearnscopeError(f"spec file {path} is not valid {_format_name(path)}{at}") from None
+    if not isinstance(data, dict):
+        raise LearnscopeError(
+            f"spec file {path} must hold a mapping with keys {', '.join(Experiment.model_fields)}"
+        )
+    return data
+
+
+def _format_name(path: Path) -> str:
+    return {".toml": "TOML", ".json": "JSON"}.get(path.suffix.lower(), "YAML")
+
+
+def load_experiment(path: str | Path, overrides: Sequence[str] = (), seeds: int | None = None) -> Experiment:
+    raw = load_spec_file(path)
+    for item in overrides:
+        apply_override(raw, item)
+    if seeds is not None:
+        raw["seeds"] = seeds
+    return Experiment.model_validate(raw)
+
+
+def deep_copy(raw: dict) -> dict:
+    return copy.deepcopy(raw)
