@@ -1,0 +1,106 @@
+"""Multilayer perceptron, with a token embedding for discrete inputs and an
+output scale alpha (large alpha: lazy, kernel-like training; small: rich).
+
+`mirror_init` makes the network output exactly zero at initialization by
+pairing each last-layer hidden unit with a copy whose readout weight is
+negated. The lazy-training literature uses this so that a large alpha does
+not start from huge outputs; the tangent kernel stays full rank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from learnscope import registry
+from learnscope.errors import SpecError
+from learnscope.models import layers
+from learnscope.models.base import Capture, EnsembleModel, Model
+from learnscope.tasks.base import TaskInfo
+
+
+@registry.models.register("mlp")
+class MLP(Model):
+    hidden: list[int] = Field([512], min_length=1)
+    activation: Literal["relu", "gelu", "tanh", "silu", "quadratic"] = "relu"
+    embed: int = Field(128, ge=1, description="token embedding width (token inputs only)")
+    output_scale: float = Field(1.0, gt=0, description="alpha: the output is multiplied by it")
+    mirror_init: bool = False
+    bias: bool = True
+
+    @model_validator(mode="after")
+    def _widths_positive(self):
+        if any(w < 1 for w in self.hidden):
+            raise ValueError("every hidden width must be at least 1")
+        if self.mirror_init and self.hidden[-1] % 2:
+            raise ValueError("mirror_init needs an even last hidden width")
+        return self
+
+    def build(self, info: TaskInfo, seeds: Sequence[int]) -> EnsembleModel:
+        net = MLPNetwork(self, info, len(seeds))
+        layers.initialize(net, seeds)
+        if self.mirror_init:
+            net.mirror()
+        return net
+
+
+class MLPNetwork(EnsembleModel):
+    def __init__(self, spec: MLP, info: TaskInfo, members: int):
+        super().__init__()
+        self.members = members
+        self.spec = spec
+        if info.input_kind == "tokens":
+            self.embedding = layers.Embedding(members, info.vocab_size, spec.embed)
+            d_in = spec.embed * info.input_shape[0]
+        else:
+            self.embedding = None
+            d_in = info.input_shape[0]
+        widths = [d_in, *spec.hidden]
+        self.hidden = torch.nn.ModuleList(
+            layers.Linear(members, a, b, bias=spec.bias) for a, b in zip(widths[:-1], widths[1:])
+        )
+        self.out = layers.Linear(members, widths[-1], info.output_dim, bias=spec.bias)
+        self.act = layers.ACTIVATIONS[spec.activation]
+        self.scale = spec.output_scale
+
+    def site_names(self) -> list[str]:
+        return ["embed", *(f"hidden.{i}" for i in range(len(self.hidden))), "penultimate", "logits"]
+
+    def forward(self, x: torch.Tensor, capture: Capture | None = None) -> torch.Tensor:
+        h = self.embedding(x).flatten(-2) if self.embedding is not None else x
+        if capture is not None:
+            capture("embed", h)
+        for i, layer in enumerate(self.hidden):
+            h = self.act(layer(h))
+            if capture is not None:
+                capture(f"hidden.{i}", h)
+        if capture is not None:
+            capture("penultimate", h)
+        out = self.out(h)
+        if self.scale != 1.0:
+            out = out * self.scale
+        if capture is not None:
+            capture("logits", out)
+        return out
+
+    def readout(self) -> torch.Tensor:
+        return self.out.weight.transpose(1, 2)
+
+    @torch.no_grad()
+    def mirror(self) -> None:
+        last, out = self.hidden[-1], self.out
+        half = last.weight.shape[-1] // 2
+        last.weight[..., half:] = last.weight[..., :half]
+        if last.bias is not None:
+            last.bias[..., half:] = last.bias[..., :half]
+        out.weight[:, half:, :] = -out.weight[:, :half, :]
+        if out.bias is not None:
+            out.bias.zero_()
+
+
+def require_tokens(info: TaskInfo, model: str) -> None:
+    if info.input_kind != "tokens":
+        raise SpecError("model.name", f"'{model}' needs a task with token inputs; use 'mlp' for vector inputs")
