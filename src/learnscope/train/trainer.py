@@ -1,0 +1,127 @@
+"""The seed ensemble trainer: S seeds in lockstep, one stacked parameter set.
+
+Per update: batch -> forward -> loss per seed (+ intervention terms) ->
+backward -> gradient interventions -> optimizer step -> weight interventions.
+The total loss is the sum of the per-seed losses, so each seed's gradient is
+exactly its own. Nothing in the step reads a value back to the host; probes
+do, every k steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from learnscope.errors import SpecError
+from learnscope.probes.base import Needs, ProbeContext
+from learnscope.spec import Experiment
+from learnscope.train.data import BatchSampler, EnsembleData
+from learnscope.train.optim import make_optimizer, set_lr
+
+ProbeCallback = Callable[[int, dict[str, torch.Tensor]], None]
+
+
+class Trainer:
+    def __init__(self, experiment: Experiment, device: str | torch.device = "cpu"):
+        self.experiment = experiment
+        self.recipe = experiment.recipe
+        self.seeds = experiment.seed_list
+        self.device = torch.device(device)
+        self.data = EnsembleData(experiment.task, self.seeds, self.device)
+        self.info = self.data.info
+        self.model = experiment.model.build(self.info, self.seeds).to(self.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.initial_params = [p.detach().clone() for p in self.params]
+        self.probe_needs = self._check_probes()
+
+        self.train_x, self.train_y = self.data.splits["train"]
+        n_train = self.train_y.shape[1]
+        if self.recipe.batch_size is not None and self.recipe.batch_size > n_train:
+            raise SpecError(
+                "recipe.batch_size", f"{self.recipe.batch_size} exceeds the {n_train} training examples"
+            )
+        self.sampler = BatchSampler(self.seeds, n_train, self.recipe.batch_size)
+        self._seed_rows = torch.arange(len(self.seeds), device=self.device).unsqueeze(1)
+        self.optimizer = make_optimizer(self.recipe, self.params)
+        self.interventions = [iv.build(self) for iv in experiment.interventions]
+        self.step = 0  # updates done so far
+        self.last_loss = torch.full((len(self.seeds),), float("nan"), device=self.device)
+
+    @property
+    def members(self) -> int:
+        return len(self.seeds)
+
+    def _check_probes(self) -> Needs:
+        needs = Needs()
+        seen: dict[str, int] = {}
+        for i, probe in enumerate(self.experiment.probes):
+            path = f"probes[{i}]"
+            probe.check(self.info, self.model, path)
+            for name in probe.metric_names(self.info):
+                if name in seen:
+                    raise SpecError(path, f"metric '{name}' is already measured by probes[{seen[name]}]")
+                seen[name] = i
+            needs.merge(probe.needs(self.info))
+        return needs
+
+    # ------------------------------------------------------------ training
+
+    def loss_per_seed(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The task loss of each seed, averaged over its examples: [S]."""
+        S = outputs.shape[0]
+        if self.info.is_classification:
+            flat = F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1), reduction="none")
+            return flat.view(S, -1).mean(1)
+        return (outputs - targets).square().reshape(S, -1).mean(1)
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.sampler.indices(self.step)
+        if idx is None:
+            return self.train_x, self.train_y
+        return self.train_x[self._seed_rows, idx], self.train_y[self._seed_rows, idx]
+
+    def train_step(self) -> None:
+        set_lr(self.optimizer, self.recipe, self.step)
+        x, y = self.batch()
+        outputs = self.model(x)
+        loss = self.loss_per_seed(outputs, y)
+        self.last_loss = loss.detach()
+        for state in self.interventions:
+            extra = state.loss(self, outputs, y)
+            if extra is not None:
+                loss = loss + extra
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        for state in self.interventions:
+            state.after_backward(self)
+        self.optimizer.step()
+        for state in self.interventions:
+            state.after_step(self)
+        self.step += 1
+
+    # ------------------------------------------------------------ probing
+
+    def measure(self) -> dict[str, torch.Tensor]:
+        """Every probe's metrics at the current step, each of shape [S]."""
+        ctx = ProbeContext(self, self.step, self.probe_needs)
+        metrics: dict[str, torch.Tensor] = {}
+        for probe in self.experiment.probes:
+            metrics.update(probe.measure(ctx))
+        return metrics
+
+    def run(self, on_probe: ProbeCallback | None = None, on_step: Callable[[int], None] | None = None) -> None:
+        """Train from the current step to the recipe's last step, calling
+        `on_probe(step, metrics)` at every probe step."""
+        probe_steps = self.recipe.probe_steps()
+        pending = [s for s in probe_steps if s >= self.step]
+        if pending and pending[0] == self.step and on_probe is not None:
+            on_probe(self.step, self.measure())
+        probe_at = set(pending)
+        while self.step < self.recipe.steps:
+            self.train_step()
+            if on_step is not None:
+                on_step(self.step)
+            if self.step in probe_at and on_probe is not None:
+                on_probe(self.step, self.measure())
