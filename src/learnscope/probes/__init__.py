@@ -1,0 +1,19 @@
+"""Probes: named measurements, one value per seed."""
+
+from learnscope.probes.base import Needs, Probe, ProbeContext
+from learnscope.probes.geometry import EffectiveRank, KernelAlignment, NeuralCollapse
+from learnscope.probes.performance import Accuracy, Loss
+from learnscope.probes.weights import RelativeWeightChange, WeightNorm
+
+__all__ = [
+    "Accuracy",
+    "EffectiveRank",
+    "KernelAlignment",
+    "Loss",
+    "Needs",
+    "NeuralCollapse",
+    "Probe",
+    "ProbeContext",
+    "RelativeWeightChange",
+    "WeightNorm",
+]

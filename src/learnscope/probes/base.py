@@ -1,0 +1,128 @@
+"""Probes measure; they never change training.
+
+A probe names what it needs (outputs of a split, activations of a site);
+the ProbeContext runs one forward pass per split for all probes of a probe
+step, in eval mode and without gradients, and hands each probe its view.
+Every probe returns one value per seed: tensors of shape [S].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from learnscope.errors import SpecError, one_of
+from learnscope.models.base import Capture, EnsembleModel
+from learnscope.spec import ProbeSpec
+from learnscope.tasks.base import TaskInfo
+
+if TYPE_CHECKING:
+    from learnscope.train.trainer import Trainer
+
+# Examples per forward chunk at probe time: bounds memory, not results.
+CHUNK = 4096
+
+
+@dataclass
+class Needs:
+    """What a probe reads: whole-split outputs, and site activations of the
+    first `max_examples` examples of a split."""
+
+    outputs: set[str] = field(default_factory=set)
+    sites: dict[str, set[str]] = field(default_factory=dict)  # split -> sites
+    max_examples: dict[str, int] = field(default_factory=dict)  # split -> examples with sites
+
+    def merge(self, other: Needs) -> None:
+        self.outputs |= other.outputs
+        for split, sites in other.sites.items():
+            self.sites.setdefault(split, set()).update(sites)
+        for split, m in other.max_examples.items():
+            self.max_examples[split] = max(self.max_examples.get(split, 0), m)
+
+
+class Probe(ProbeSpec):
+    """A probe is a spec (its fields are its parameters) that measures."""
+
+    def check(self, info: TaskInfo, model: EnsembleModel, path: str) -> None:
+        """Refuse, before training, a probe that cannot apply."""
+
+    def needs(self, info: TaskInfo) -> Needs:
+        return Needs()
+
+    def metric_names(self, info: TaskInfo) -> list[str]:
+        raise NotImplementedError
+
+    def measure(self, ctx: ProbeContext) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+def check_splits(splits: Sequence[str], info: TaskInfo, path: str) -> None:
+    for split in splits:
+        if split not in info.splits:
+            raise SpecError(path, f"unknown split '{split}'; {one_of(split, info.splits)}")
+
+
+def needs_classification(info: TaskInfo, path: str, what: str) -> None:
+    if not info.is_classification:
+        raise SpecError(path, f"{what} needs a classification task; this task is regression (mse)")
+
+
+class ProbeContext:
+    """Everything a probe may read at one probe step."""
+
+    def __init__(self, trainer: Trainer, step: int, needs: Needs):
+        self.trainer = trainer
+        self.step = step
+        self.info = trainer.info
+        self.model = trainer.model
+        self._needs = needs
+        self._outputs: dict[str, torch.Tensor] = {}
+        self._sites: dict[str, dict[str, torch.Tensor]] = {}
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        return self.trainer.params
+
+    @property
+    def initial_params(self) -> list[torch.Tensor]:
+        return self.trainer.initial_params
+
+    def targets(self, split: str) -> torch.Tensor:
+        return self.trainer.data.splits[split][1]
+
+    def outputs(self, split: str) -> torch.Tensor:
+        """Model outputs on the whole split, [S, n, output_dim]."""
+        if split not in self._outputs:
+            self._forward(split)
+        return self._outputs[split]
+
+    def features(self, split: str, site: str, max_examples: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Activations of `site` on the first `max_examples` examples of the
+        split, flattened to [S, m, features], with their targets [S, m, ...]."""
+        if split not in self._sites:
+            self._forward(split)
+        acts = self._sites[split][site][:, :max_examples]
+        return acts.reshape(acts.shape[0], acts.shape[1], -1), self.targets(split)[:, :max_examples]
+
+    @torch.no_grad()
+    def _forward(self, split: str) -> None:
+        x = self.trainer.data.splits[split][0]
+        sites = self._needs.sites.get(split, set())
+        limit = self._needs.max_examples.get(split, 0) if sites else 0
+        outs, captured = [], {site: [] for site in sites}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, x.shape[1], CHUNK):
+                capture = Capture(sites) if start < limit else None
+                outs.append(self.model(x[:, start : start + CHUNK], capture))
+                if capture is not None:
+                    for site, value in capture.acts.items():
+                        captured[site].append(value)
+        finally:
+            self.model.train(was_training)
+        self._outputs[split] = torch.cat(outs, dim=1)
+        self._sites[split] = {site: torch.cat(values, dim=1) for site, values in captured.items()}
