@@ -1,0 +1,315 @@
+"""The command line: list, run, verify, show, runs, report, export.
+
+Bad input ends in one line on stderr naming what is wrong and what is
+valid, exit code 2, no traceback. Human output goes to stdout; with --json,
+stdout's last line is one JSON object and everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from learnscope import registry
+from learnscope.errors import LearnscopeError, did_you_mean
+from learnscope.progress import TrainingProgress
+from learnscope.report.html import fmt
+from learnscope.runs import Run
+from learnscope.spec import load_experiment
+from learnscope.store.sqlite import Store
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="learnscope: a laboratory for how neural networks learn, generalize, memorize and forget.",
+)
+
+StoreOpt = Annotated[
+    Optional[Path], typer.Option("--store", help="store directory (default ./learnscope-runs or $LEARNSCOPE_STORE)")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="end with one JSON object on stdout")]
+SeedsOpt = Annotated[Optional[int], typer.Option("--seeds", min=1, help="number of seeds (0..N-1)")]
+SetOpt = Annotated[list[str], typer.Option("--set", help="override a spec key: --set recipe.lr=3e-4")]
+QuickOpt = Annotated[bool, typer.Option("--quick", help="the phenomenon's small size (seconds)")]
+
+
+def _console(as_json: bool) -> Console:
+    return Console(stderr=as_json, highlight=False, soft_wrap=True)
+
+
+def _existing_store(store: Path | None) -> Store:
+    return Store(store, create=False)
+
+
+# ------------------------------------------------------------------ list
+
+
+@app.command("list")
+def list_phenomena(as_json: JsonOpt = False) -> None:
+    """The phenomenon catalog: name, one line, source paper."""
+    entries = []
+    for name in registry.phenomena.names():
+        cls = registry.phenomena.get(name)
+        entries.append({"name": name, "summary": cls.summary, "source": cls.source})
+    if as_json:
+        print(json.dumps(entries))
+        return
+    table = Table("phenomenon", "what it shows", "source")
+    for e in entries:
+        table.add_row(e["name"], e["summary"], e["source"])
+    _console(False).print(table)
+
+
+# ------------------------------------------------------------------ run
+
+
+def _final_json(run: Run) -> dict:
+    final: dict = {}
+    for row in run.final().itertuples():
+        value = None if not math.isfinite(row.value) else row.value
+        target = final.setdefault(row.arm, {}) if run.record.kind == "phenomenon" else final
+        target.setdefault(row.name, {})[str(row.seed)] = value
+    return final
+
+
+def _print_summary(run: Run, console: Console) -> None:
+    record = run.record
+    console.print(
+        f"[bold]{record.id}[/bold]  {record.name}  status [bold]{run.status}[/bold]"
+        + (f" ({record.reason})" if record.reason else "")
+        + f"  seeds {record.seeds}"
+    )
+    summary = run.summary()
+    if summary.empty:
+        console.print("no metrics recorded")
+    else:
+        multi_arm = summary["arm"].nunique() > 1 or bool(summary["arm"].iloc[0])
+        table = Table(*(["arm"] if multi_arm else []), "metric", "mean", "std", "95% CI", "per seed")
+        for r in summary.itertuples():
+            cells = [r.metric, fmt(r.mean), fmt(r.std), f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]",
+                     " ".join(fmt(v) for v in r.values)]
+            table.add_row(*([r.arm] if multi_arm else []), *cells)
+        console.print(table)
+    verdict = run.verdict
+    if verdict is not None:
+        table = Table("measure", *(f"seed {s}" for s in verdict.seeds))
+        table.add_row("signature holds", *("yes" if p else "[red]no[/red]" for p in verdict.passed))
+        for name, values in verdict.measures.items():
+            table.add_row(name, *(fmt(v) for v in values))
+        console.print(table)
+
+
+def _is_spec_file(target: str) -> bool:
+    return Path(target).suffix.lower() in (".yaml", ".yml", ".toml", ".json") or Path(target).is_file()
+
+
+def _unknown_target(target: str) -> LearnscopeError:
+    names = registry.phenomena.names()
+    return LearnscopeError(
+        f"'{target}' is neither a phenomenon nor a spec file; phenomena: {', '.join(names)}"
+        f"{did_you_mean(target, names)}"
+    )
+
+
+@app.command()
+def run(
+    target: Annotated[str, typer.Argument(help="a phenomenon name (see `learnscope list`) or a spec file")],
+    seeds: SeedsOpt = None,
+    quick: QuickOpt = False,
+    overrides: SetOpt = [],
+    store: StoreOpt = None,
+    run_id: Annotated[Optional[str], typer.Option("--run-id", help="id for the new run")] = None,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="write the report at the end")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a phenomenon or a spec file across seeds, into the store."""
+    from learnscope.runner import run_experiment, run_phenomenon
+
+    console = _console(as_json)
+    progress = TrainingProgress(Console(stderr=True), enabled=sys.stderr.isatty() or not as_json)
+    if target in registry.phenomena:
+        result = run_phenomenon(target, quick, seeds, overrides, store, run_id, progress)
+    elif _is_spec_file(target):
+        if quick:
+            raise LearnscopeError("--quick applies to phenomena; for a spec file set its size with --set")
+        experiment = load_experiment(target, overrides, seeds)
+        result = run_experiment(experiment, store, Path(target).stem, run_id, progress=progress)
+    else:
+        raise _unknown_target(target)
+    _print_summary(result, console)
+    report_path = result.report() if report else None
+    if report_path:
+        console.print(f"report: {report_path}")
+    verdict = result.verdict
+    if verdict is not None:
+        console.print(verdict.line(target))
+    if as_json:
+        payload = {"run_id": result.id, "status": result.status, "seeds": result.record.seeds,
+                   "final": _final_json(result), "report": str(report_path) if report_path else None}
+        if verdict is not None:
+            payload["verdict"] = verdict.as_dict()
+        print(json.dumps(payload))
+
+
+# ------------------------------------------------------------------ verify
+
+
+@app.command()
+def verify(
+    name: Annotated[Optional[str], typer.Argument(help="a phenomenon name")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every phenomenon in the catalog")] = False,
+    quick: QuickOpt = False,
+    seeds: SeedsOpt = None,
+    overrides: SetOpt = [],
+    store: StoreOpt = None,
+    stored_run: Annotated[Optional[str], typer.Option("--run", help="re-check a stored phenomenon run instead")] = None,
+) -> None:
+    """Run phenomena and check their signatures; exit 0 iff every one holds."""
+    from learnscope.runner import check_signature, run_phenomenon
+
+    console = _console(False)
+    if stored_run is not None:
+        verdict = check_signature(_existing_store(store), stored_run)
+        record = _existing_store(store).get_run(stored_run)
+        console.print(verdict.line(record.name))
+        raise typer.Exit(0 if verdict.ok else 1)
+    if all_ == (name is not None):
+        raise LearnscopeError("give one phenomenon name or --all; phenomena: " + ", ".join(registry.phenomena.names()))
+    names = registry.phenomena.names() if all_ else [name]
+    for n in names:
+        registry.phenomena.get(n, "phenomenon")
+    progress = TrainingProgress(Console(stderr=True), enabled=True)
+    results = []
+    for n in names:
+        result = run_phenomenon(n, quick, seeds, overrides, store, None, progress)
+        verdict = result.verdict
+        results.append(verdict.ok)
+        console.print(f"run {result.id}")
+        console.print(verdict.line(n))
+    if all_:
+        console.print(f"verified all: {'PASS' if all(results) else 'FAIL'} ({sum(results)}/{len(results)} phenomena)")
+    raise typer.Exit(0 if all(results) else 1)
+
+
+# ------------------------------------------------------------------ show / runs
+
+
+@app.command()
+def show(run_id: Annotated[str, typer.Argument(help="a run id")], store: StoreOpt = None, as_json: JsonOpt = False):
+    """A run's summary: per-seed final values, mean, std, 95% CI, signature."""
+    result = Run(_existing_store(store), run_id)
+    if as_json:
+        verdict = result.verdict
+        summary = result.summary().to_dict(orient="records")
+        print(json.dumps({"run_id": result.id, "name": result.record.name, "status": result.status,
+                          "reason": result.record.reason, "seeds": result.record.seeds, "summary": summary,
+                          "verdict": verdict.as_dict() if verdict else None}, default=_json_default))
+        return
+    _print_summary(result, _console(False))
+
+
+def _json_default(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    raise TypeError(type(value))
+
+
+@app.command()
+def runs(store: StoreOpt = None, limit: Annotated[int, typer.Option(min=1)] = 20, as_json: JsonOpt = False):
+    """Recent runs with their status."""
+    records = _existing_store(store).list_runs(limit)
+    if as_json:
+        print(json.dumps([{"run_id": r.id, "name": r.name, "kind": r.kind, "status": r.status,
+                           "reason": r.reason, "created": r.created} for r in records]))
+        return
+    import time
+
+    table = Table("run id", "name", "kind", "status", "created", "reason")
+    for r in records:
+        table.add_row(r.id, r.name, r.kind, r.status, time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created)),
+                      r.reason or "")
+    _console(False).print(table)
+
+
+# ------------------------------------------------------------------ report / export
+
+
+@app.command()
+def report(
+    run_ids: Annotated[list[str], typer.Argument(help="one or more run ids")],
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="report directory")] = None,
+    store: StoreOpt = None,
+):
+    """Plots (PNG) and one offline HTML page for runs."""
+    from learnscope.report import write_report
+
+    st = _existing_store(store)
+    for run_id in run_ids:
+        st.get_run(run_id)
+    print(f"report: {write_report(st, run_ids, out)}")
+
+
+@app.command()
+def export(
+    run_id: Annotated[str, typer.Argument(help="a run id")],
+    format: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output file")] = None,
+    store: StoreOpt = None,
+):
+    """Metric rows (run_id, seed, step, name, value) to CSV or Parquet."""
+    from learnscope.store.export import export_metrics
+
+    path, rows = export_metrics(_existing_store(store), run_id, format, out or Path(f"{run_id}.{format}"))
+    print(f"wrote {rows} rows to {path}")
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="learnscope", standalone_mode=False)
+    except LearnscopeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if not _is_usage_error(exc):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            print(ctx.get_help())
+            return 0
+        hint = f" (see `learnscope {ctx.info_name} --help`)" if ctx is not None and ctx.parent else ""
+        print(f"error: {exc.format_message()}{hint}".replace("\n", " "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the run is marked interrupted in the store", file=sys.stderr)
+        return 130
+    return code if isinstance(code, int) else 0
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    """Click's usage errors (bad option, missing argument), whether click is
+    Typer's dependency or vendored inside it."""
+    return hasattr(exc, "format_message") and getattr(exc, "exit_code", None) == 2
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

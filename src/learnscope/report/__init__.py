@@ -1,0 +1,74 @@
+"""Reports: PNG curves with seed bands and one offline HTML page, made
+only from what the store holds."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from learnscope import registry
+from learnscope.catalog.base import ArmData, Verdict
+from learnscope.errors import LearnscopeError
+from learnscope.report.html import page, summary_table, verdict_block
+from learnscope.report.plots import Series, curve_figures
+from learnscope.store.sqlite import Store
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
+def write_report(store: Store, run_ids: Sequence[str], out: str | Path | None = None) -> Path:
+    """Write PNGs and index.html for one or more runs; returns the HTML path."""
+    from learnscope.runs import Run
+
+    runs = [Run(store, run_id) for run_id in run_ids]
+    out = Path(out) if out else store.dir / "reports" / "+".join(run_ids)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LearnscopeError(f"cannot create report directory {out}: {exc.strerror or exc}") from None
+
+    series, sections, extra = [], [], []
+    for run in runs:
+        arms = {a.arm or a.name: ArmData(a, store.metrics(a.id)) for a in run.arms}
+        for label, data in arms.items():
+            series.append(Series(label if len(runs) == 1 else f"{run.id}:{label}", data))
+        record = run.record
+        sections.append(
+            f"<h2>{html.escape(record.id)}</h2><p>{html.escape(record.name)} · status <b>{record.status}</b>"
+            f"{' (' + html.escape(record.reason) + ')' if record.reason else ''} · seeds {record.seeds}"
+            f" · learnscope {html.escape(record.version)} on {html.escape(record.host)}</p>"
+        )
+        verdict = run.verdict
+        sections.append(verdict_block(record.name, verdict))
+        sections.append(summary_table(run.summary()))
+        if record.kind == "phenomenon" and record.name in registry.phenomena:
+            phenomenon = registry.phenomena.get(record.name)()
+            extra.extend(phenomenon.figures(arms))
+
+    images = []
+    for caption, fig in curve_figures(series) + extra:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        png = buffer.getvalue()
+        path = out / f"{_slug(caption)}.png"
+        path.write_bytes(png)
+        images.append((caption, png))
+        for run in runs:
+            store.add_artifact(run.id, "plot", str(path), hashlib.sha256(png).hexdigest())
+
+    title = " + ".join(run.id for run in runs)
+    specs = {run.id: run.record.spec for run in runs}
+    document = page(f"learnscope report — {title}", sections, images, specs).encode()
+    index = out / "index.html"
+    index.write_bytes(document)
+    for run in runs:
+        store.add_artifact(run.id, "report", str(index), hashlib.sha256(document).hexdigest())
+    return index

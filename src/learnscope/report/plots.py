@@ -1,0 +1,81 @@
+"""Curves over steps with seed bands: the mean across seeds as a line, the
+band spanning the lowest and highest seed. Steps on a log axis (symlog, so
+step 0 stays visible): training dynamics span orders of magnitude."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from learnscope.catalog.base import ArmData  # noqa: E402
+
+
+@dataclass
+class Series:
+    label: str
+    arm: ArmData
+
+
+def family(metric: str) -> str:
+    """Metrics plotted together: accuracy/train with accuracy/test, nc1..nc4 apart."""
+    return metric.split("/", 1)[0]
+
+
+def metric_families(series: list[Series]) -> dict[str, list[str]]:
+    families: dict[str, set[str]] = defaultdict(set)
+    for s in series:
+        for name in s.arm.frame["name"].unique():
+            families[family(name)].add(name)
+    return {f: sorted(names) for f, names in sorted(families.items())}
+
+
+def band_plot(ax, steps: np.ndarray, values: np.ndarray, label: str, color, linestyle="-") -> None:
+    finite = np.where(np.isfinite(values), values, np.nan)
+    with np.errstate(all="ignore"):
+        mean = np.nanmean(finite, axis=0)
+        low, high = np.nanmin(finite, axis=0), np.nanmax(finite, axis=0)
+    ax.plot(steps, mean, color=color, linestyle=linestyle, label=label, linewidth=1.6)
+    ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
+
+
+def family_figure(name: str, metrics: list[str], series: list[Series]) -> Figure:
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = ["-", "--", ":", "-."]
+    positive = True
+    span = (np.inf, -np.inf)
+    for i, s in enumerate(series):
+        for j, metric in enumerate(metrics):
+            if metric not in set(s.arm.frame["name"]):
+                continue
+            steps, values = s.arm.curve(metric)
+            parts = [p for p in (s.label, metric if len(metrics) > 1 else "") if p]
+            color = colors[(j if len(series) == 1 else i) % len(colors)]
+            style = styles[(j if len(series) > 1 else 0) % len(styles)]
+            band_plot(ax, steps, values, " · ".join(parts) or metric, color, style)
+            finite = values[np.isfinite(values)]
+            if finite.size:
+                positive &= bool((finite > 0).all())
+                span = (min(span[0], finite.min()), max(span[1], finite.max()))
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(left=0)
+    if positive and span[1] > 100 * span[0] > 0:
+        ax.set_yscale("log")
+    ax.set_xlabel("step (log scale)")
+    ax.set_ylabel(name)
+    ax.set_title(f"{name} — mean across seeds, band: min to max seed", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def curve_figures(series: list[Series]) -> list[tuple[str, Figure]]:
+    return [(name, family_figure(name, metrics, series)) for name, metrics in metric_families(series).items()]

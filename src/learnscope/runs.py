@@ -1,0 +1,72 @@
+"""A Run as the library hands it back: everything read from the store."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from learnscope.catalog.base import Verdict
+from learnscope.stats import summarize
+from learnscope.store.sqlite import RunRecord, Store
+
+
+class Run:
+    def __init__(self, store: Store, run_id: str):
+        self.store = store
+        self.record: RunRecord = store.get_run(run_id)
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def status(self) -> str:
+        return self.store.get_run(self.id).status
+
+    @cached_property
+    def arms(self) -> list[RunRecord]:
+        """The runs holding metrics: the children of a phenomenon, or the run itself."""
+        return self.store.children(self.id) if self.record.kind == "phenomenon" else [self.record]
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """Every metric row, with an `arm` column: run_id, arm, seed, step, name, value."""
+        frame = self.store.metrics([arm.id for arm in self.arms])
+        arm_of = {arm.id: arm.arm or "" for arm in self.arms}
+        frame.insert(1, "arm", frame["run_id"].map(arm_of))
+        return frame
+
+    def final(self) -> pd.DataFrame:
+        """The last recorded value of every metric, per arm and seed."""
+        frame = self.metrics
+        if frame.empty:
+            return frame
+        last = frame.sort_values("step").groupby(["arm", "name", "seed"], sort=False).tail(1)
+        return last.sort_values(["arm", "name", "seed"]).reset_index(drop=True)
+
+    def summary(self) -> pd.DataFrame:
+        """Per arm and metric: mean, std and 95% bootstrap CI across seeds,
+        and the per-seed final values."""
+        rows = []
+        final = self.final()
+        if final.empty:
+            return pd.DataFrame(columns=["arm", "metric", "n", "mean", "std", "ci_low", "ci_high", "values"])
+        for (arm, name), group in final.groupby(["arm", "name"], sort=True):
+            values = group.sort_values("seed")["value"].tolist()
+            rows.append({"arm": arm, "metric": name, **summarize(values).as_dict(), "values": values})
+        return pd.DataFrame(rows)
+
+    @property
+    def verdict(self) -> Verdict | None:
+        events = self.store.events(self.id, "signature")
+        return Verdict.from_dict(events[-1]["detail"]) if events else None
+
+    def report(self, out: str | Path | None = None) -> Path:
+        from learnscope.report import write_report
+
+        return write_report(self.store, [self.id], out)
+
+    def __repr__(self) -> str:
+        return f"Run({self.id!r}, status={self.status!r})"

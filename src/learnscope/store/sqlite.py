@@ -1,0 +1,223 @@
+"""The run store: one SQLite file in WAL mode, checkpoints and reports
+beside it. Every figure and table is made from what is here.
+
+Tables: runs (id, name, kind, parent, arm, spec JSON, status, reason, times,
+package version, host), metrics (run, seed, step, name, value), events
+(run, seed, step, kind, detail JSON), artifacts (run, kind, path, sha256).
+A phenomenon run is a parent whose arms (e.g. the grokking run and its
+control) are child runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from learnscope.errors import LearnscopeError, NotFoundError, did_you_mean
+
+DEFAULT_DIR = "learnscope-runs"
+ENV_VAR = "LEARNSCOPE_STORE"
+STATUSES = ("running", "finished", "failed", "interrupted")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    parent TEXT REFERENCES runs(id),
+    arm TEXT,
+    spec TEXT NOT NULL,
+    seeds TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    created REAL NOT NULL,
+    finished REAL,
+    version TEXT NOT NULL,
+    host TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent);
+CREATE TABLE IF NOT EXISTS metrics (
+    run TEXT NOT NULL,
+    name TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    value REAL,
+    PRIMARY KEY (run, name, seed, step)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    seed INTEGER,
+    step INTEGER,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_run ON events(run);
+CREATE TABLE IF NOT EXISTS artifacts (
+    run TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (run, path)
+);
+"""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    name: str
+    kind: str  # "experiment" or "phenomenon"
+    parent: str | None
+    arm: str | None
+    spec: dict[str, Any]
+    seeds: list[int]
+    status: str
+    reason: str | None
+    created: float
+    finished: float | None
+    version: str
+    host: str
+
+
+def resolve_store_dir(path: str | os.PathLike | None = None) -> Path:
+    return Path(path or os.environ.get(ENV_VAR) or DEFAULT_DIR)
+
+
+def new_run_id(name: str) -> str:
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+class Store:
+    def __init__(self, directory: str | os.PathLike | None = None, create: bool = True):
+        self.dir = resolve_store_dir(directory)
+        self.db_path = self.dir / "runs.db"
+        if not create and not self.db_path.exists():
+            raise NotFoundError(f"no store at {self.dir} (no runs.db); pass --store DIR or set {ENV_VAR}")
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA busy_timeout=60000")
+            self.conn.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise LearnscopeError(f"cannot open the store at {self.dir}: {exc}") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # ------------------------------------------------------------ writing
+
+    def _transaction(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.executemany(sql, rows)
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def create_run(
+        self,
+        run_id: str,
+        name: str,
+        spec: dict[str, Any],
+        seeds: Sequence[int],
+        kind: str = "experiment",
+        parent: str | None = None,
+        arm: str | None = None,
+    ) -> None:
+        from learnscope import __version__
+
+        if self.conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
+            raise LearnscopeError(f"run id '{run_id}' is already in the store at {self.dir}; choose another --run-id")
+        row = (run_id, name, kind, parent, arm, json.dumps(spec), json.dumps(list(seeds)), "running", None,
+               time.time(), None, __version__, platform.node())
+        self._transaction("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", [row])
+
+    def set_status(self, run_id: str, status: str, reason: str | None = None) -> None:
+        assert status in STATUSES, status
+        finished = time.time() if status != "running" else None
+        self._transaction(
+            "UPDATE runs SET status = ?, reason = ?, finished = ? WHERE id = ?", [(status, reason, finished, run_id)]
+        )
+
+    def write_metrics(self, run_id: str, step: int, seeds: Sequence[int], metrics: dict[str, Sequence[float]]) -> None:
+        """All metrics of one probe step, in one transaction."""
+        rows = [
+            (run_id, name, seed, step, float(v))
+            for name, values in metrics.items()
+            for seed, v in zip(seeds, values)
+        ]
+        self._transaction("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?,?)", rows)
+
+    def add_event(self, run_id: str, kind: str, detail: dict[str, Any], seed: int | None = None,
+                  step: int | None = None) -> None:
+        self._transaction(
+            "INSERT INTO events (run, seed, step, kind, detail, time) VALUES (?,?,?,?,?,?)",
+            [(run_id, seed, step, kind, json.dumps(detail), time.time())],
+        )
+
+    def add_artifact(self, run_id: str, kind: str, path: str, sha256: str) -> None:
+        self._transaction("INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?)", [(run_id, kind, path, sha256)])
+
+    # ------------------------------------------------------------ reading
+
+    def _record(self, row: tuple) -> RunRecord:
+        r = list(row)
+        r[5] = json.loads(r[5])
+        r[6] = json.loads(r[6])
+        return RunRecord(*r)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            ids = [r[0] for r in self.conn.execute("SELECT id FROM runs WHERE parent IS NULL ORDER BY created DESC")]
+            recent = f"; recent runs: {', '.join(ids[:5])}" if ids else "; the store has no runs yet"
+            raise NotFoundError(f"unknown run id '{run_id}' in {self.dir}{did_you_mean(run_id, ids)}{recent}")
+        return self._record(row)
+
+    def children(self, run_id: str) -> list[RunRecord]:
+        rows = self.conn.execute("SELECT * FROM runs WHERE parent = ? ORDER BY created, id", (run_id,))
+        return [self._record(r) for r in rows]
+
+    def list_runs(self, limit: int | None = None) -> list[RunRecord]:
+        sql = "SELECT * FROM runs WHERE parent IS NULL ORDER BY created DESC"
+        rows = self.conn.execute(sql + (f" LIMIT {int(limit)}" if limit else ""))
+        return [self._record(r) for r in rows]
+
+    def metrics(self, run_ids: str | Sequence[str]) -> pd.DataFrame:
+        """Metric rows of one or more runs: run_id, seed, step, name, value."""
+        ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
+        marks = ",".join("?" * len(ids))
+        return pd.read_sql_query(
+            f"SELECT run AS run_id, seed, step, name, value FROM metrics WHERE run IN ({marks}) "
+            "ORDER BY run, name, seed, step",
+            self.conn,
+            params=ids,
+        )
+
+    def events(self, run_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT seed, step, kind, detail, time FROM events WHERE run = ?"
+        args: list[Any] = [run_id]
+        if kind:
+            sql += " AND kind = ?"
+            args.append(kind)
+        rows = self.conn.execute(sql + " ORDER BY id", args)
+        return [dict(seed=s, step=st, kind=k, detail=json.loads(d), time=t) for s, st, k, d, t in rows]
+
+    def artifacts(self, run_id: str) -> list[dict[str, str]]:
+        rows = self.conn.execute("SELECT kind, path, sha256 FROM artifacts WHERE run = ? ORDER BY path", (run_id,))
+        return [dict(kind=k, path=p, sha256=h) for k, p, h in rows]
