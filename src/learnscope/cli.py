@@ -20,7 +20,7 @@ from rich.table import Table
 from learnscope import registry
 from learnscope.errors import LearnscopeError, did_you_mean
 from learnscope.progress import TrainingProgress
-from learnscope.report.html import fmt
+from learnscope.report.page import fmt
 from learnscope.runs import Run
 from learnscope.spec import load_experiment
 from learnscope.store.sqlite import Store
@@ -43,7 +43,11 @@ QuickOpt = Annotated[bool, typer.Option("--quick", help="the phenomenon's small 
 
 
 def _console(as_json: bool) -> Console:
-    return Console(stderr=as_json, highlight=False, soft_wrap=True)
+    stream = sys.stderr if as_json else sys.stdout
+    # piped or redirected output has no screen to fit: Rich would squeeze tables to 80
+    # columns and cut run ids and metric names ("accuracy/t…"), so give it room instead
+    width = None if stream.isatty() else 240
+    return Console(file=stream, highlight=False, soft_wrap=True, width=width)
 
 
 def _existing_store(store: Path | None) -> Store:
@@ -157,7 +161,7 @@ def run(
                    "final": _final_json(result), "report": str(report_path) if report_path else None}
         if verdict is not None:
             payload["verdict"] = verdict.as_dict()
-        print(json.dumps(payload))
+        print(json.dumps(_finite(payload)))
 
 
 # ------------------------------------------------------------------ verify
@@ -210,11 +214,22 @@ def show(run_id: Annotated[str, typer.Argument(help="a run id")], store: StoreOp
     if as_json:
         verdict = result.verdict
         summary = result.summary().to_dict(orient="records")
-        print(json.dumps({"run_id": result.id, "name": result.record.name, "status": result.status,
-                          "reason": result.record.reason, "seeds": result.record.seeds, "summary": summary,
-                          "verdict": verdict.as_dict() if verdict else None}, default=_json_default))
+        print(json.dumps(_finite({"run_id": result.id, "name": result.record.name, "status": result.status,
+                                  "reason": result.record.reason, "seeds": result.record.seeds, "summary": summary,
+                                  "verdict": verdict.as_dict() if verdict else None}), default=_json_default))
         return
     _print_summary(result, _console(False))
+
+
+def _finite(value):
+    """Non-finite floats become null: json.dumps would write NaN, which is not JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _json_default(value):
@@ -292,8 +307,14 @@ def main(argv: list[str] | None = None) -> int:
         if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
             print(ctx.get_help())
             return 0
-        hint = f" (see `learnscope {ctx.info_name} --help`)" if ctx is not None and ctx.parent else ""
-        print(f"error: {exc.format_message()}{hint}".replace("\n", " "), file=sys.stderr)
+        if ctx is not None and ctx.parent:
+            hint = f" (see `learnscope {ctx.info_name} --help`)"
+        elif ctx is not None and hasattr(ctx.command, "list_commands"):  # an unknown command
+            hint = f"; commands: {', '.join(ctx.command.list_commands(ctx))}"
+        else:
+            hint = ""
+        message = exc.format_message().rstrip(".") if hint.startswith(";") else exc.format_message()
+        print(f"error: {message}{hint}".replace("\n", " "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the run is marked interrupted in the store", file=sys.stderr)

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 RESAMPLES = 4000
 CONFIDENCE = 0.95
@@ -38,6 +37,8 @@ def bootstrap_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tup
         return float("nan"), float("nan")
     if np.ptp(x) == 0:
         return float(x[0]), float(x[0])
+    from scipy import stats as scipy_stats  # here, not at the top: scipy.stats costs seconds to import
+
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 from learnscope import registry
 from learnscope.catalog.base import ArmData, Verdict
 from learnscope.errors import LearnscopeError
-from learnscope.report.html import page, summary_table, verdict_block
+from learnscope.report.page import page, summary_table, verdict_block
 from learnscope.report.plots import Series, curve_figures
 from learnscope.store.sqlite import Store
 
