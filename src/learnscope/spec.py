@@ -90,7 +90,7 @@ class Recipe(BaseModel):
     warmup_steps: int = Field(0, ge=0)
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
     probe_every: int | None = Field(100, ge=1)
-    probe_log_points: int = Field(0, ge=0)
+    probe_log_points: int = Field(16, ge=0)
 
     @field_validator("betas")
     @classmethod
@@ -140,7 +140,7 @@ class Experiment(BaseModel):
         try:
             return handler(data)
         except ValidationError as exc:
-            raise spec_error_from(exc) from None
+            raise spec_error_from(exc, model=cls) from None
 
     @field_validator("seeds")
     @classmethod
