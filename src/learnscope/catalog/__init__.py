@@ -1,5 +1,9 @@
 """The phenomenon catalog: one file per phenomenon."""
 
 from learnscope.catalog.base import ArmData, Phenomenon, Verdict
+from learnscope.catalog import grokking  # noqa: F401  (registers the phenomenon)
+from learnscope.catalog import grokfast  # noqa: F401  (registers the phenomenon)
+from learnscope.catalog import lazy_rich  # noqa: F401  (registers the phenomenon)
+from learnscope.catalog import neural_collapse  # noqa: F401  (registers the phenomenon)
 
 __all__ = ["ArmData", "Phenomenon", "Verdict"]
