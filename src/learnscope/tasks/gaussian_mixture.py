@@ -1,6 +1,11 @@
 """A mixture of isotropic Gaussians, one per class: the plain classifier
 testbed, with optional label noise and class imbalance.
 
+Class sizes are exact, not sampled: each split holds its classes in the
+proportions the imbalance profile gives (largest-remainder rounding), so a
+balanced mixture is balanced in every split, as neural-collapse studies
+assume.
+
 With label noise the train split is also offered as `train_clean` and
 `train_noisy` (the corrupted examples), for memorization studies.
 """
@@ -41,12 +46,26 @@ class GaussianMixture(Task):
         weights = self.imbalance ** (-k / (self.classes - 1))
         return weights / weights.sum()
 
+    @staticmethod
+    def _exact_labels(probabilities: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+        """n labels in random order with class counts as close to n * p as integers allow."""
+        quota = probabilities * n
+        counts = quota.floor().long()
+        short = n - int(counts.sum())
+        counts[torch.argsort(quota - counts, descending=True, stable=True)[:short]] += 1
+        labels = torch.repeat_interleave(torch.arange(len(counts)), counts)
+        return labels[torch.randperm(n, generator=gen)]
+
     def build(self, seed: int) -> Dataset:
         gen = generator(seed, "data")
         means = torch.randn(self.classes, self.dim, generator=gen)
         means = means / means.norm(dim=1, keepdim=True) * self.separation
         n = self.samples + self.test_samples
-        labels = torch.multinomial(self._class_probabilities(), n, replacement=True, generator=gen)
+        probabilities = self._class_probabilities()
+        labels = torch.cat([
+            self._exact_labels(probabilities, self.samples, gen),
+            self._exact_labels(probabilities, self.test_samples, gen),
+        ])
         inputs = means[labels] + torch.randn(n, self.dim, generator=gen)
         train = torch.arange(self.samples)
         test = torch.arange(self.samples, n)
