@@ -104,6 +104,11 @@ class Phenomenon:
     def check(self, arms: dict[str, ArmData]) -> Verdict:
         raise NotImplementedError
 
+    def verdict(self, seeds: list[int], failures: list[str], measures: dict[str, list[float]]) -> Verdict:
+        """The verdict from one failure reason per seed ('' where the signature holds)."""
+        return Verdict(seeds=list(seeds), passed=[not why for why in failures], required_share=self.required_share,
+                       measures=measures, failures=list(failures))
+
     def figures(self, arms: dict[str, ArmData]) -> list:
         """Figures beyond the curves over steps: [(caption, matplotlib Figure)]."""
         return []

@@ -65,7 +65,7 @@ class Grokfast(Phenomenon):
         budget = float(arms["plain"].record.spec["recipe"]["steps"])
         censored = np.isnan(t_plain)
         speedup = np.where(censored, budget, t_plain) / t_fast
-        passed, failures = [], []
+        failures = []
         for fast, ratio, cut in zip(t_fast, speedup, censored):
             if np.isnan(fast):
                 why = f"with grokfast, test accuracy never reached {GEN_ACCURACY}"
@@ -74,13 +74,10 @@ class Grokfast(Phenomenon):
                 why = f"speedup {bound}{ratio:.2f} < {MIN_SPEEDUP:g}"
             else:
                 why = ""
-            passed.append(not why)
             failures.append(why)
-        return Verdict(
-            seeds=arms["plain"].seeds,
-            passed=passed,
-            required_share=self.required_share,
-            measures={"t_gen plain": t_plain.tolist(), "t_gen grokfast": t_fast.tolist(),
-                      "speedup": speedup.tolist(), "plain censored": censored.astype(float).tolist()},
-            failures=failures,
+        return self.verdict(
+            arms["plain"].seeds,
+            failures,
+            {"t_gen plain": t_plain.tolist(), "t_gen grokfast": t_fast.tolist(), "speedup": speedup.tolist(),
+             "plain censored": censored.astype(float).tolist()},
         )

@@ -73,7 +73,7 @@ class Grokking(Phenomenon):
         grok, control = arms["grokking"], arms["no-weight-decay"]
         t_fit, t_gen = fit_and_generalization_steps(grok)
         control_best = np.nanmax(control.curve("accuracy/test")[1], axis=1)
-        passed, failures = [], []
+        failures = []
         for fit, gen, best in zip(t_fit, t_gen, control_best):
             if np.isnan(fit):
                 why = f"train accuracy never reached {FIT_ACCURACY}"
@@ -85,17 +85,14 @@ class Grokking(Phenomenon):
                 why = f"the no-weight-decay control reached test accuracy {best:.3f}"
             else:
                 why = ""
-            passed.append(not why)
             failures.append(why)
-        return Verdict(
-            seeds=grok.seeds,
-            passed=passed,
-            required_share=self.required_share,
-            measures={
+        return self.verdict(
+            grok.seeds,
+            failures,
+            {
                 "t_fit": t_fit.tolist(),
                 "t_gen": t_gen.tolist(),
                 "t_gen / t_fit": (t_gen / np.maximum(t_fit, 1)).tolist(),
                 "control best test accuracy": control_best.tolist(),
             },
-            failures=failures,
         )

@@ -125,8 +125,7 @@ class LazyRich(Phenomenon):
         seeds = ordered[0].seeds
         if len(set(alphas)) != len(alphas) or len(alphas) < 3:
             why = f"needs at least three arms with distinct alpha (model.output_scale); got {alphas}"
-            return Verdict(seeds=seeds, passed=[False] * len(seeds), required_share=self.required_share,
-                           failures=[why] * len(seeds))
+            return self.verdict(seeds, [why] * len(seeds), {})
 
         change = np.stack([a.final("relative_weight_change") for a in ordered])  # [A, S]
         align_curves = [a.curve(ALIGNMENT)[1] for a in ordered]
@@ -137,7 +136,7 @@ class LazyRich(Phenomenon):
         change_fall = change[0] / change[-1]
         kernel_share = align_moved[-1] / align_moved[0]
 
-        passed, failures = [], []
+        failures = []
         for s in range(len(seeds)):
             why = ""
             finite = np.isfinite(loss_ratio[:, s]) & np.isfinite(change[:, s]) & np.isfinite(align_end[:, s])
@@ -159,7 +158,6 @@ class LazyRich(Phenomenon):
             elif not abs(kernel_share[s]) <= MAX_KERNEL_SHARE:
                 why = (f"{names[-1]} is not kernel-like: its alignment moved {align_moved[-1, s]:.3g} vs "
                        f"{align_moved[0, s]:.3g} for {names[0]} (share > {MAX_KERNEL_SHARE:g})")
-            passed.append(not why)
             failures.append(why)
 
         measures: dict[str, list[float]] = {}
@@ -174,8 +172,7 @@ class LazyRich(Phenomenon):
         measures[f"weight change fall {names[0]} / {names[-1]}"] = change_fall.tolist()
         measures["smallest consecutive weight change fall"] = (change[:-1] / change[1:]).min(0).tolist()
         measures[f"alignment moved {names[-1]} / {names[0]}"] = kernel_share.tolist()
-        return Verdict(seeds=seeds, passed=passed, required_share=self.required_share, measures=measures,
-                       failures=failures)
+        return self.verdict(seeds, failures, measures)
 
 
 def _series(names: list[str], values: np.ndarray) -> str:

@@ -133,7 +133,7 @@ class NeuralCollapsePhenomenon(Phenomenon):
         falls = {k: at_fit[k] / end[k] for k in ("nc1", "nc2", "nc3")}
         final_acc = train_acc[:, -1]
 
-        passed, failures = [], []
+        failures = []
         for s in range(n):
             if np.isnan(t_fit[s]):
                 why = f"train accuracy never reached {FIT_ACCURACY}"
@@ -154,7 +154,6 @@ class NeuralCollapsePhenomenon(Phenomenon):
                 why = f"NC4 (agreement with nearest class center) is {end['nc4'][s]:.4f} < {NC4_FINAL:g} at the end"
             else:
                 why = ""
-            passed.append(not why)
             failures.append(why)
 
         measures = {"t_fit": t_fit.tolist()}
@@ -164,5 +163,4 @@ class NeuralCollapsePhenomenon(Phenomenon):
             measures[f"{k} fall (x)"] = falls[k].tolist()
         measures["nc4 at end"] = end["nc4"].tolist()
         measures["train accuracy at end"] = final_acc.tolist()
-        return Verdict(seeds=arm.seeds, passed=passed, required_share=self.required_share, measures=measures,
-                       failures=failures)
+        return self.verdict(arm.seeds, failures, measures)

@@ -36,9 +36,25 @@ class EnsembleModel(nn.Module):
     def forward(self, x: torch.Tensor, capture: Capture | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    # Every model ends in the same head: a stacked linear readout `head` of
+    # the penultimate features, times the output scale alpha.
+    head: nn.Module
+    scale: float = 1.0
+
+    def output(self, features: torch.Tensor, capture: Capture | None) -> torch.Tensor:
+        """Readout and output scale, recording the `penultimate` and `logits` sites."""
+        if capture is not None:
+            capture("penultimate", features)
+        out = self.head(features)
+        if self.scale != 1.0:
+            out = out * self.scale
+        if capture is not None:
+            capture("logits", out)
+        return out
+
     def readout(self) -> torch.Tensor:
         """The classifier's weights acting on the `penultimate` site, [S, C, D]."""
-        raise NotImplementedError
+        return self.head.weight.transpose(1, 2)
 
     def check_sites(self, sites: Iterable[str], path: str) -> None:
         valid = self.site_names()

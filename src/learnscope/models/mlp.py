@@ -62,7 +62,7 @@ class MLPNetwork(EnsembleModel):
         self.hidden = torch.nn.ModuleList(
             layers.Linear(members, a, b, bias=spec.bias) for a, b in zip(widths[:-1], widths[1:])
         )
-        self.out = layers.Linear(members, widths[-1], info.output_dim, bias=spec.bias)
+        self.head = layers.Linear(members, widths[-1], info.output_dim, bias=spec.bias)
         self.act = layers.ACTIVATIONS[spec.activation]
         self.scale = spec.output_scale
 
@@ -77,21 +77,11 @@ class MLPNetwork(EnsembleModel):
             h = self.act(layer(h))
             if capture is not None:
                 capture(f"hidden.{i}", h)
-        if capture is not None:
-            capture("penultimate", h)
-        out = self.out(h)
-        if self.scale != 1.0:
-            out = out * self.scale
-        if capture is not None:
-            capture("logits", out)
-        return out
-
-    def readout(self) -> torch.Tensor:
-        return self.out.weight.transpose(1, 2)
+        return self.output(h, capture)
 
     @torch.no_grad()
     def mirror(self) -> None:
-        last, out = self.hidden[-1], self.out
+        last, out = self.hidden[-1], self.head
         half = last.weight.shape[-1] // 2
         last.weight[..., half:] = last.weight[..., :half]
         if last.bias is not None:

@@ -92,7 +92,7 @@ class TransformerNetwork(EnsembleModel):
             self.pos.stacked_parameter("weight", (info.input_shape[0], d), layers.normal_init(1 / math.sqrt(d)))
         self.blocks = nn.ModuleList(Block(spec, members) for _ in range(spec.layers))
         self.ln_final = layers.LayerNorm(members, d) if spec.layernorm else None
-        self.unembed = layers.Linear(members, d, info.output_dim, bias=False)
+        self.head = layers.Linear(members, d, info.output_dim, bias=False)  # the unembedding
         self.scale = spec.output_scale
 
     def site_names(self) -> list[str]:
@@ -110,14 +110,4 @@ class TransformerNetwork(EnsembleModel):
         last = h[:, :, -1]
         if self.ln_final is not None:
             last = self.ln_final(last)
-        if capture is not None:
-            capture("penultimate", last)
-        out = self.unembed(last)
-        if self.scale != 1.0:
-            out = out * self.scale
-        if capture is not None:
-            capture("logits", out)
-        return out
-
-    def readout(self) -> torch.Tensor:
-        return self.unembed.weight.transpose(1, 2)
+        return self.output(last, capture)
