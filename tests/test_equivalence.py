@@ -61,6 +61,11 @@ CASES = {
         "recipe": {**ADAMW, "schedule": "warmup_cosine", "warmup_steps": 5},
         "interventions": [{"name": "grokfast", "filter": "ma", "window": 7, "lamb": 1.0}],
     },
+    "mlp-tokens-adamw-microbatched": {  # 84 examples in passes of 20: the last pass is ragged
+        "task": MODULAR,
+        "model": {"name": "mlp", "embed": 8, "hidden": [32]},
+        "recipe": {**ADAMW, "microbatch": 20},
+    },
     "mlp-vector-sgd-minibatch-grokfast-warmup-cosine": {
         "task": {"name": "gaussian-mixture", "classes": 3, "dim": 6, "samples": 96, "test_samples": 30},
         "model": {"name": "mlp", "hidden": [16]},
@@ -168,3 +173,29 @@ def test_minibatch_order_independent_of_ensemble_mates():
     # an epoch is a permutation: every example once
     epoch = torch.cat([alone.sampler.indices(i)[0] for i in range(per_epoch)])
     assert len(set(epoch.tolist())) == len(epoch) == per_epoch * alone.recipe.batch_size
+
+
+@pytest.mark.parametrize(
+    "task,model",
+    [
+        (MODULAR, {"name": "mlp", "embed": 8, "hidden": [32]}),
+        ({"name": "teacher-student", "input_dim": 5, "samples": 90}, {"name": "mlp", "hidden": [16]}),
+    ],
+    ids=["cross-entropy", "mse"],
+)
+def test_microbatches_accumulate_the_full_batch_gradient(task, model):
+    """Passes of `microbatch` examples, each weighted by its share, give the
+    full-batch gradient and loss (up to float reassociation)."""
+    grads, losses = [], []
+    for microbatch in (None, 16):
+        spec = {"task": task, "model": model, "seeds": [0, 1],
+                "recipe": {"optimizer": "sgd", "lr": 0.1, "steps": 1, "microbatch": microbatch}}
+        trainer = Trainer(Experiment.model_validate(spec))
+        trainer.optimizer.step = lambda: None  # keep the gradient, skip the update
+        trainer.train_step()
+        grads.append([p.grad.clone() for p in trainer.params])
+        losses.append(trainer.last_loss.clone())
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-6, atol=1e-7)
+    for full, accumulated in zip(*grads):
+        assert full.abs().max() > 0
+        torch.testing.assert_close(accumulated, full, rtol=1e-5, atol=1e-7)

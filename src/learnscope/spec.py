@@ -86,6 +86,10 @@ class Recipe(BaseModel):
     betas: tuple[float, float] = (0.9, 0.98)
     steps: int = Field(1000, ge=1)
     batch_size: int | None = Field(None, ge=1, description="None: full batch")
+    microbatch: int | None = Field(
+        1024, ge=1, description="examples per seed in one forward/backward pass; larger batches accumulate "
+        "gradients over passes (same gradient up to float reassociation, activations that fit in cache)"
+    )
     schedule: Literal["constant", "warmup_cosine"] = "constant"
     warmup_steps: int = Field(0, ge=0)
     min_lr_ratio: float = Field(0.0, ge=0, le=1)

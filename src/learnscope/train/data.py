@@ -7,9 +7,8 @@ from collections.abc import Sequence
 
 import torch
 
-from learnscope.seeding import generator
-
 from learnscope.errors import SpecError
+from learnscope.seeding import generator
 from learnscope.tasks.base import Task
 
 
@@ -49,6 +48,7 @@ class BatchSampler:
         self.per_epoch = 1 if self.full_batch else n // batch_size
         self._epoch = -1
         self._perms: torch.Tensor | None = None
+        self._offsets = (torch.arange(len(self.seeds)) * n).unsqueeze(1)  # seed s's examples start at s * n
 
     def indices(self, step: int) -> torch.Tensor | None:
         """Indices [S, B] of update number `step` (0-based); None = full batch."""
@@ -56,10 +56,23 @@ class BatchSampler:
             return None
         epoch, position = divmod(step, self.per_epoch)
         if epoch != self._epoch:
-
             self._perms = torch.stack(
                 [torch.randperm(self.n, generator=generator(seed, "batch", epoch)) for seed in self.seeds]
             )
             self._epoch = epoch
         start = position * self.batch_size
         return self._perms[:, start : start + self.batch_size]
+
+    def take(self, step: int, *stacked: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The examples of update `step` from each per-seed tensor [S, n, ...],
+        as [S, B, ...]; the tensors themselves in full-batch mode. One
+        index_select over the flattened seed axis: indexing with a
+        broadcast (seed, example) pair is several times slower."""
+        idx = self.indices(step)
+        if idx is None:
+            return stacked
+        flat = (idx + self._offsets).reshape(-1)
+        return tuple(
+            t.reshape(-1, *t.shape[2:]).index_select(0, flat.to(t.device)).view(t.shape[0], -1, *t.shape[2:])
+            for t in stacked
+        )

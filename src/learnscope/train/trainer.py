@@ -43,7 +43,6 @@ class Trainer:
                 "recipe.batch_size", f"{self.recipe.batch_size} exceeds the {n_train} training examples"
             )
         self.sampler = BatchSampler(self.seeds, n_train, self.recipe.batch_size)
-        self._seed_rows = torch.arange(len(self.seeds), device=self.device).unsqueeze(1)
         self.optimizer = make_optimizer(self.recipe, self.params)
         self.interventions = [iv.build(self) for iv in experiment.interventions]
         self.step = 0  # updates done so far
@@ -77,23 +76,33 @@ class Trainer:
         return (outputs - targets).square().reshape(S, -1).mean(1)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = self.sampler.indices(self.step)
-        if idx is None:
-            return self.train_x, self.train_y
-        return self.train_x[self._seed_rows, idx], self.train_y[self._seed_rows, idx]
+        return self.sampler.take(self.step, self.train_x, self.train_y)
 
     def train_step(self) -> None:
         set_lr(self.optimizer, self.recipe, self.step)
         x, y = self.batch()
-        outputs = self.model(x)
-        loss = self.loss_per_seed(outputs, y)
-        self.last_loss = loss.detach()
-        for state in self.interventions:
-            extra = state.loss(self, outputs, y)
-            if extra is not None:
-                loss = loss + extra
         self.optimizer.zero_grad(set_to_none=True)
-        loss.sum().backward()
+        n = y.shape[1]
+        chunk = self.recipe.microbatch or n
+        task_loss = None
+        for start in range(0, n, chunk):
+            # Gradients accumulate over passes of at most `chunk` examples per seed, each
+            # weighted by its share of the batch: the batch mean, with activations small
+            # enough to stay in cache. Intervention loss terms must be means over examples
+            # or independent of them, as the task loss is.
+            xc, yc = (x, y) if chunk >= n else (x[:, start : start + chunk], y[:, start : start + chunk])
+            share = yc.shape[1] / n
+            outputs = self.model(xc)
+            task = self.loss_per_seed(outputs, yc)
+            loss = task
+            for state in self.interventions:
+                extra = state.loss(self, outputs, yc)
+                if extra is not None:
+                    loss = loss + extra
+            (loss.sum() * share if share != 1 else loss.sum()).backward()
+            task = task.detach() * share if share != 1 else task.detach()
+            task_loss = task if task_loss is None else task_loss + task
+        self.last_loss = task_loss
         for state in self.interventions:
             state.after_backward(self)
         self.optimizer.step()
