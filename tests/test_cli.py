@@ -64,7 +64,9 @@ def metric_row_count(store_dir: Path, run_ids: list[str]) -> int:
     conn = sqlite3.connect(Path(store_dir) / "runs.db")
     try:
         marks = ",".join("?" * len(run_ids))
-        return conn.execute(f"SELECT COUNT(*) FROM metrics WHERE run IN ({marks})", run_ids).fetchone()[0]
+        return conn.execute(
+            f"SELECT COUNT(*) FROM metric_rows WHERE run_id IN ({marks})", run_ids
+        ).fetchone()[0]
     finally:
         conn.close()
 

@@ -606,3 +606,38 @@ def test_trainer_neural_collapse(trained, step):
         for key in ("nc1", "nc2", "nc3"):
             np.testing.assert_allclose(m[key][s], want[key], rtol=MODEL_RTOL, err_msg=f"{key} seed {s}")
         assert m["nc4"][s] == pytest.approx(want["nc4"], abs=1e-12)
+
+
+def test_probes_on_leading_examples_only():
+    """`max_examples` measures on the first examples of a split, and a probe
+    step's forward pass covers only what some probe reads."""
+    import learnscope as ls
+    from learnscope.probes.base import ProbeContext
+    from learnscope.train.trainer import Trainer
+
+    def trainer(probes):
+        return Trainer(ls.Experiment.model_validate(dict(
+            task=dict(name="gaussian-mixture", classes=3, dim=4, samples=60, test_samples=40),
+            model=dict(name="mlp", hidden=[8]), recipe=dict(steps=1), probes=probes, seeds=2)))
+
+    subset = trainer([dict(name="accuracy", max_examples=7), dict(name="loss", splits=["test"], max_examples=5)])
+    ctx = ProbeContext(subset, 0, subset.probe_needs)
+    metrics = {}
+    for probe in subset.experiment.probes:
+        metrics.update(probe.measure(ctx))
+    assert ctx._outputs["train"].shape[1] == 7 and ctx._outputs["test"].shape[1] == 7
+    with torch.no_grad():
+        for split, k in (("train", 7), ("test", 7)):
+            x, y = subset.data.splits[split]
+            logits = subset.model(x)[:, :k]
+            want = (logits.argmax(-1) == y[:, :k]).double().mean(1).numpy()
+            np.testing.assert_allclose(metrics[f"accuracy/{split}"].numpy(), want, rtol=1e-6)  # float32 mean
+        x, y = subset.data.splits["test"]
+        logits = subset.model(x)[:, :5].double().numpy()
+        want = [-np.mean(scipy.special.log_softmax(logits[s], -1)[np.arange(5), y[s, :5].numpy()]) for s in range(2)]
+        np.testing.assert_allclose(metrics["loss/test"].numpy(), want, rtol=MODEL_RTOL)
+
+    sites_only = trainer([dict(name="effective_rank", site="hidden.0", split="test", max_examples=9)])
+    ctx = ProbeContext(sites_only, 0, sites_only.probe_needs)
+    sites_only.experiment.probes[0].measure(ctx)
+    assert ctx._outputs["test"].shape[1] == 9 and "train" not in ctx._outputs

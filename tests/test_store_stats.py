@@ -72,12 +72,39 @@ def test_metrics_round_trip(store):
     both = store.metrics(["r1", "r2"])
     assert len(both) == 9 and set(both["run_id"]) == {"r1", "r2"}
 
-    # re-writing a probe step replaces, never duplicates
-    store.write_metrics("r1", 10, [0, 3], {"accuracy/train": [0.25, 0.5]})
-    frame = store.metrics("r1")
-    assert len(frame) == 8
-    row = frame[(frame["seed"] == 0) & (frame["step"] == 10) & (frame["name"] == "accuracy/train")]
-    assert row["value"].tolist() == [0.25]
+    # rows come back run by run in the order they were written: step order
+    assert frame["step"].tolist() == [0, 0, 0, 0, 10, 10, 10, 10]
+    assert frame["name"].tolist()[:4] == ["loss/train", "loss/train", "accuracy/train", "accuracy/train"]
+    assert both["run_id"].tolist() == ["r1"] * 8 + ["r2"]
+
+
+def test_interleaved_runs_keep_their_rows_apart(tmp_path):
+    """Two runs written in alternation (as two processes would) each read back
+    exactly their own rows, in write order; the metric_rows view agrees."""
+    first, second = Store(tmp_path), Store(tmp_path)
+    first.create_run("a", "demo", SPEC, [0, 1])
+    second.create_run("b", "demo", SPEC, [0])
+    for step in range(5):
+        first.write_metrics("a", step, [0, 1], {"loss": [step, step + 0.5]})
+        second.write_metrics("b", step, [0], {"loss": [10.0 * step]})
+    reader = Store(tmp_path)
+    a, b = reader.metrics("a"), reader.metrics("b")
+    assert a["value"].tolist() == [v for step in range(5) for v in (step, step + 0.5)]
+    assert b["value"].tolist() == [10.0 * step for step in range(5)]
+    view = sqlite3.connect(tmp_path / "runs.db").execute(
+        "SELECT run_id, seed, step, name, value FROM metric_rows ORDER BY run_id, step, seed").fetchall()
+    assert view == sorted(
+        [tuple(r) for r in a.itertuples(index=False)] + [tuple(r) for r in b.itertuples(index=False)],
+        key=lambda r: (r[0], r[2], r[1]))
+
+
+def test_store_of_another_schema_version_is_refused(tmp_path):
+    Store(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / "runs.db")
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(LearnscopeError, match="schema version 99"):
+        Store(tmp_path)
 
 
 def test_events_and_children(store):

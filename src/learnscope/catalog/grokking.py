@@ -41,7 +41,7 @@ def grokking_experiment(quick: bool) -> Experiment:
         task = {"name": "modular-arithmetic", "p": 97, "op": "+", "train_fraction": 0.4}
         model = {"name": "mlp", "embed": 32, "hidden": [128]}
         recipe = {"optimizer": "adamw", "lr": 5e-3, "weight_decay": 1.0, "steps": 1600,
-                  "probe_every": 20, "probe_log_points": 30}
+                  "probe_every": 25, "probe_log_points": 30}
         seeds = 8
     return Experiment.model_validate(
         {"task": task, "model": model, "recipe": recipe, "probes": ["accuracy", "loss", "weight_norm"],

@@ -33,7 +33,7 @@ Two choices are forced by what we measured, and stated here:
 
 The terminal phase starts at t_fit, the first probed step with train
 accuracy >= FIT_ACCURACY (0.999; with 100-200 examples that is 1.0); the probe
-cadence (60-100 log-spaced probes plus every 250 steps) puts probes 2-4
+cadence (60 log-spaced probes plus every 250 steps) puts probes 2-4
 steps apart around it, so t_fit is resolved and NC1 is read where the
 network first fits, not later.
 
@@ -88,7 +88,7 @@ def neural_collapse_experiment(quick: bool) -> Experiment:
     if quick:
         dim, samples, batch, steps, log_points, seeds = 512, 100, 25, 2000, 60, 4
     else:
-        dim, samples, batch, steps, log_points, seeds = 1024, 200, 50, 4000, 100, 8
+        dim, samples, batch, steps, log_points, seeds = 1024, 200, 50, 4000, 60, 8
     return Experiment.model_validate(
         {
             "task": {"name": "gaussian-mixture", "classes": 10, "dim": dim, "separation": 4.0,

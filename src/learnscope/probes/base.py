@@ -26,21 +26,35 @@ if TYPE_CHECKING:
 CHUNK = 4096
 
 
+ALL = None  # "every example of the split"
+
+
+def _wider(a: int | None, b: int | None) -> int | None:
+    return ALL if a is ALL or b is ALL else max(a, b)
+
+
 @dataclass
 class Needs:
-    """What a probe reads: whole-split outputs, and site activations of the
-    first `max_examples` examples of a split."""
+    """What probes read: model outputs on the leading examples of a split
+    (`outputs`: split -> example count, ALL for the whole split), and site
+    activations on the leading examples of a split (`sites`, `site_examples`).
+    A probe step runs one forward pass per split over the most any probe reads."""
 
-    outputs: set[str] = field(default_factory=set)
+    outputs: dict[str, int | None] = field(default_factory=dict)
     sites: dict[str, set[str]] = field(default_factory=dict)  # split -> sites
-    max_examples: dict[str, int] = field(default_factory=dict)  # split -> examples with sites
+    site_examples: dict[str, int] = field(default_factory=dict)  # split -> examples with sites
 
     def merge(self, other: Needs) -> None:
-        self.outputs |= other.outputs
+        for split, m in other.outputs.items():
+            self.outputs[split] = _wider(self.outputs.get(split, 0), m)
         for split, sites in other.sites.items():
             self.sites.setdefault(split, set()).update(sites)
-        for split, m in other.max_examples.items():
-            self.max_examples[split] = max(self.max_examples.get(split, 0), m)
+        for split, m in other.site_examples.items():
+            self.site_examples[split] = max(self.site_examples.get(split, 0), m)
+
+    def examples(self, split: str) -> int | None:
+        """Leading examples of the split the forward pass must cover."""
+        return _wider(self.outputs.get(split, 0), self.site_examples.get(split, 0))
 
 
 class Probe(ProbeSpec):
@@ -93,11 +107,12 @@ class ProbeContext:
     def targets(self, split: str) -> torch.Tensor:
         return self.trainer.data.splits[split][1]
 
-    def outputs(self, split: str) -> torch.Tensor:
-        """Model outputs on the whole split, [S, n, output_dim]."""
+    def outputs(self, split: str, max_examples: int | None = ALL) -> torch.Tensor:
+        """Model outputs on the first `max_examples` examples of the split (all
+        by default), [S, m, output_dim], with the targets from `targets(split)[:, :m]`."""
         if split not in self._outputs:
             self._forward(split)
-        return self._outputs[split]
+        return self._outputs[split][:, :max_examples]
 
     def features(self, split: str, site: str, max_examples: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Activations of `site` on the first `max_examples` examples of the
@@ -109,15 +124,15 @@ class ProbeContext:
 
     @torch.no_grad()
     def _forward(self, split: str) -> None:
-        x = self.trainer.data.splits[split][0]
+        x = self.trainer.data.splits[split][0][:, : self._needs.examples(split)]
         sites = self._needs.sites.get(split, set())
-        limit = self._needs.max_examples.get(split, 0) if sites else 0
+        site_limit = self._needs.site_examples.get(split, 0) if sites else 0
         outs, captured = [], {site: [] for site in sites}
         was_training = self.model.training
         self.model.eval()
         try:
             for start in range(0, x.shape[1], CHUNK):
-                capture = Capture(sites) if start < limit else None
+                capture = Capture(sites) if start < site_limit else None
                 outs.append(self.model(x[:, start : start + CHUNK], capture))
                 if capture is not None:
                     for site, value in capture.acts.items():

@@ -22,7 +22,7 @@ class _SiteProbe(Probe):
         model.check_sites([self.site], f"{path}.site")
 
     def needs(self, info):
-        return Needs(sites={self.split: {self.site}}, max_examples={self.split: self.max_examples})
+        return Needs(sites={self.split: {self.site}}, site_examples={self.split: self.max_examples})
 
     def features(self, ctx: ProbeContext) -> tuple[torch.Tensor, torch.Tensor]:
         feats, targets = ctx.features(self.split, self.site, self.max_examples)
@@ -117,7 +117,7 @@ class NeuralCollapse(_SiteProbe):
 
     def needs(self, info):
         needs = super().needs(info)
-        needs.outputs.add(self.split)
+        needs.outputs[self.split] = self.max_examples
         return needs
 
     def metric_names(self, info):
@@ -125,7 +125,7 @@ class NeuralCollapse(_SiteProbe):
 
     def measure(self, ctx):
         features, labels = self.features(ctx)
-        logits = ctx.outputs(self.split)[:, : features.shape[1]]
+        logits = ctx.outputs(self.split, features.shape[1])
         return neural_collapse(features, labels, ctx.model.readout().detach(), logits, ctx.info.num_classes)
 
 

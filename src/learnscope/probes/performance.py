@@ -12,6 +12,10 @@ from learnscope.tasks.base import TaskInfo
 
 class _PerSplit(Probe):
     splits: list[str] | None = Field(None, description="splits to measure; all of the task's when omitted")
+    max_examples: int | None = Field(
+        None, ge=1, description="measure on the first this many examples of each split (all when omitted); "
+        "splits are in random order, so this is a fixed random subset, cheaper to probe often"
+    )
 
     def _splits(self, info: TaskInfo) -> list[str]:
         return list(self.splits) if self.splits is not None else list(info.splits)
@@ -20,10 +24,14 @@ class _PerSplit(Probe):
         check_splits(self._splits(info), info, f"{path}.splits")
 
     def needs(self, info):
-        return Needs(outputs=set(self._splits(info)))
+        return Needs(outputs={split: self.max_examples for split in self._splits(info)})
 
     def metric_names(self, info):
         return [f"{self.registry_name}/{split}" for split in self._splits(info)]
+
+    def outputs_and_targets(self, ctx: ProbeContext, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = ctx.outputs(split, self.max_examples)
+        return outputs, ctx.targets(split)[:, : outputs.shape[1]]
 
 
 @registry.probes.register("loss")
@@ -32,7 +40,7 @@ class Loss(_PerSplit):
 
     def measure(self, ctx: ProbeContext) -> dict[str, torch.Tensor]:
         return {
-            f"loss/{split}": ctx.trainer.loss_per_seed(ctx.outputs(split), ctx.targets(split))
+            f"loss/{split}": ctx.trainer.loss_per_seed(*self.outputs_and_targets(ctx, split))
             for split in self._splits(ctx.info)
         }
 
@@ -46,7 +54,8 @@ class Accuracy(_PerSplit):
         super().check(info, model, path)
 
     def measure(self, ctx: ProbeContext) -> dict[str, torch.Tensor]:
-        return {
-            f"accuracy/{split}": (ctx.outputs(split).argmax(-1) == ctx.targets(split)).float().mean(1)
-            for split in self._splits(ctx.info)
-        }
+        metrics = {}
+        for split in self._splits(ctx.info):
+            outputs, targets = self.outputs_and_targets(ctx, split)
+            metrics[f"accuracy/{split}"] = (outputs.argmax(-1) == targets).float().mean(1)
+        return metrics
