@@ -1,6 +1,7 @@
 # Two commands do all setup on a fresh machine:
 #   make demo   set up .venv, then run the grokking phenomenon end to end with a report
 #   make test   set up .venv, then run the test suite
+#   make bench  the performance benchmarks (ARGS="--json bench.json" to keep the figures)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -25,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(ARGS)
 
 clean:
 	rm -rf $(VENV) learnscope-runs .pytest_cache

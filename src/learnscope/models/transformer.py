@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
@@ -61,12 +62,18 @@ class Block(nn.Module):
         H = self.heads
         h = self.ln_attn(x) if self.ln_attn is not None else x
         q, k, v = self.qkv(h).view(S, B, T, 3, H, D // H).permute(3, 0, 1, 4, 2, 5).unbind(0)  # [S,B,H,T,dh]
-        scores = (q @ k.transpose(-1, -2)) / math.sqrt(D // H)
-        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
-        pattern = scores.masked_fill(causal, float("-inf")).softmax(-1)
-        if capture is not None:
-            capture(f"attn.{index}", pattern)
-        mixed = (pattern @ v).transpose(2, 3).reshape(S, B, T, D)
+        site = f"attn.{index}"
+        if capture is not None and site in capture.wanted:  # the pattern itself is asked for
+            scores = (q @ k.transpose(-1, -2)) / math.sqrt(D // H)
+            causal = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
+            pattern = scores.masked_fill(causal, float("-inf")).softmax(-1)
+            capture(site, pattern)
+            mixed = pattern @ v
+        else:  # the fused kernel: a batched matmul over S*B*H tiny matrices is many times slower
+            mixed = F.scaled_dot_product_attention(
+                q.reshape(S * B, H, T, -1), k.reshape(S * B, H, T, -1), v.reshape(S * B, H, T, -1), is_causal=True
+            ).view(S, B, H, T, -1)
+        mixed = mixed.transpose(2, 3).reshape(S, B, T, D)
         x = x + self.proj(mixed)
         h = self.ln_mlp(x) if self.ln_mlp is not None else x
         hidden = self.act(self.fc_in(h))

@@ -1,0 +1,90 @@
+"""python -m benchmarks [--json FILE] [--only ensemble,probes,store,catalog]
+
+Prints each section as it is measured, then one summary table with the
+issue's bars; with --json, also writes every figure as one JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import torch
+
+from benchmarks import catalog, ensemble, probes, store
+
+SECTIONS = ("ensemble", "probes", "store", "catalog")
+
+
+def summary(results: dict) -> list[tuple[str, str, str]]:
+    """(figure, measured, bar) rows."""
+    rows = []
+    if "ensemble" in results:
+        peak = results["ensemble"]["peak_gflops"]
+        rows.append(("matmul peak (2048x2048 fp32)", f"{peak:.0f} GFLOP/s", ""))
+        for config in results["ensemble"]["configs"]:
+            by_s = {r["seeds"]: r for r in config["rows"]}
+            one = by_s[1]["ensemble_s"]
+            name = config["name"]
+            for s, r in by_s.items():
+                rows.append((f"{name}: S={s} step (ensemble / {s} learnscope runs / {s} plain runs)",
+                             f"{r['ensemble_s'] * 1e3:.2f} / {r['sequential_learnscope_s'] * 1e3:.2f} / "
+                             f"{r['sequential_plain_s'] * 1e3:.2f} ms", ""))
+            if 16 in by_s:
+                rows.append((f"{name}: 16 plain runs / 16-seed ensemble",
+                             f"{by_s[16]['sequential_plain_s'] / by_s[16]['ensemble_s']:.1f}x",
+                             ">= 8x" if name.startswith("plain classifier") else ""))
+                rows.append((f"{name}: 16-seed ensemble / 1 seed", f"{by_s[16]['ensemble_s'] / one:.2f}x",
+                             "<= 2x" if name.startswith("plain classifier") else ""))
+            if 64 in by_s:
+                rows.append((f"{name}: 64-seed ensemble / 1 seed", f"{by_s[64]['ensemble_s'] / one:.2f}x",
+                             "<= 6x" if name.startswith("plain classifier") else ""))
+            best = max(config["rows"], key=lambda r: r["ensemble_gflops"])
+            rows.append((f"{name}: best training GFLOP/s (S={best['seeds']}) / peak",
+                         f"{best['ensemble_gflops']:.0f} GFLOP/s = {best['ensemble_gflops'] / peak:.0%}",
+                         ">= 60% if compute-bound"))
+    if "probes" in results:
+        for name, r in results["probes"].items():
+            rows.append((f"probe overhead, {name} (full size, default cadence)", f"{r['ratio']:.3f}x", "<= 1.10x"))
+    if "store" in results:
+        r = results["store"]
+        rows.append(("store writes / raw executemany", f"{r['store_rows_per_s']:,.0f} / {r['raw_rows_per_s']:,.0f} "
+                     f"rows/s = {r['ratio']:.2f}", ">= 0.8"))
+        rows.append((f"read {r['rows']:,} rows into pandas", f"{r['read_s']:.2f} s", ""))
+    if "catalog" in results:
+        r = results["catalog"]
+        rows.append(("learnscope verify --all --quick", f"{r['seconds']:.0f} s (exit {r['exit_code']})", "<= 300 s"))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--json", metavar="FILE", help="also write every figure to FILE as one JSON object")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS}")
+    args = parser.parse_args()
+    threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    results: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": threads,
+                                 "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M")}}
+    modules = {"ensemble": ensemble, "probes": probes, "store": store, "catalog": catalog}
+    for section in args.only.split(","):
+        print(f"{section}:", flush=True)
+        start = time.perf_counter()
+        results[section] = modules[section].run(log=lambda line: print(line, flush=True))
+        print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
+    rows = summary(results)
+    width = max(len(r[0]) for r in rows)
+    print()
+    print(f"{'figure'.ljust(width)}  {'measured':<40}  bar")
+    for figure, measured, bar in rows:
+        print(f"{figure.ljust(width)}  {measured:<40}  {bar}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+        print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
