@@ -84,13 +84,13 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         n = y.shape[1]
         chunk = self.recipe.microbatch or n
-        task_loss = None
+        self.last_loss = torch.zeros(len(self.seeds), device=self.device)
         for start in range(0, n, chunk):
             # Gradients accumulate over passes of at most `chunk` examples per seed, each
             # weighted by its share of the batch: the batch mean, with activations small
             # enough to stay in cache. Intervention loss terms must be means over examples
-            # or independent of them, as the task loss is.
-            xc, yc = (x, y) if chunk >= n else (x[:, start : start + chunk], y[:, start : start + chunk])
+            # or independent of them, as the task loss is. (One pass: share 1, exact.)
+            xc, yc = x[:, start : start + chunk], y[:, start : start + chunk]
             share = yc.shape[1] / n
             outputs = self.model(xc)
             task = self.loss_per_seed(outputs, yc)
@@ -99,10 +99,8 @@ class Trainer:
                 extra = state.loss(self, outputs, yc)
                 if extra is not None:
                     loss = loss + extra
-            (loss.sum() * share if share != 1 else loss.sum()).backward()
-            task = task.detach() * share if share != 1 else task.detach()
-            task_loss = task if task_loss is None else task_loss + task
-        self.last_loss = task_loss
+            (loss.sum() * share).backward()
+            self.last_loss += task.detach() * share
         for state in self.interventions:
             state.after_backward(self)
         self.optimizer.step()
