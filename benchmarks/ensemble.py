@@ -10,6 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.configs import CONFIGS, Config
 from benchmarks.timing import interleaved, median_time
+from learnscope.models.layers import Linear
 from learnscope.spec import Experiment
 from learnscope.train.trainer import Trainer
 
@@ -30,14 +31,29 @@ def single_seed_runs(config: Config, seeds: int) -> list:
     return [Trainer(Experiment.model_validate({**config.spec, "seeds": [s]})).train_step for s in range(seeds)]
 
 
-def step_flops(config: Config, seeds: int) -> int:
-    """FLOPs of one training step of S seeds (forward and backward), counted by
-    torch's FlopCounterMode (matrix products) on the plain PyTorch model, so
-    that work learnscope adds (e.g. zero padding) never counts as useful."""
-    step = config.plain(0)
+def counted_flops(step) -> int:
     with FlopCounterMode(display=False) as counter:
         step()
-    return counter.get_total_flops() * seeds
+    return counter.get_total_flops()
+
+
+def plain_step_flops(config: Config) -> int:
+    """FLOPs of one training step of the plain PyTorch loop (one seed)."""
+    return counted_flops(config.plain(0))
+
+
+def step_flops(config: Config) -> int:
+    """FLOPs of one training step of one seed (forward and backward), counted by
+    torch's FlopCounterMode (matrix products) on learnscope's own single-seed
+    step with the zero padding of narrow outputs turned off, so that padding
+    never counts as useful work and work learnscope skips (the final
+    transformer block's unread positions) is not counted as done."""
+    trainer = config.trainer(1)
+    for module in trainer.model.modules():
+        if isinstance(module, Linear):
+            module.pad = 0
+    trainer.examples_per_pass = trainer.sampler.batch_size or trainer.sampler.n  # one pass: count once
+    return counted_flops(trainer.train_step)
 
 
 def matmul_peak(n: int = 2048) -> float:
@@ -56,15 +72,15 @@ def scaling(config: Config, seeds=SEEDS, repeats: int = 5) -> list[dict]:
         works[("plain", s)] = in_turn([config.plain(k) for k in range(s)])
     times = interleaved(works, repeats=repeats, warmup=1, target_seconds=0.25)
     rows = []
+    flops, plain_flops = step_flops(config), plain_step_flops(config)
     for s in seeds:
-        flops = step_flops(config, s)
         rows.append({
             "seeds": s,
             "ensemble_s": times[("ensemble", s)],
             "sequential_learnscope_s": times[("learnscope", s)],
             "sequential_plain_s": times[("plain", s)],
-            "ensemble_gflops": flops / times[("ensemble", s)] / 1e9,
-            "plain_gflops": flops / times[("plain", s)] / 1e9,
+            "ensemble_gflops": s * flops / times[("ensemble", s)] / 1e9,
+            "plain_gflops": s * plain_flops / times[("plain", s)] / 1e9,
         })
     return rows
 

@@ -87,8 +87,9 @@ class Recipe(BaseModel):
     steps: int = Field(1000, ge=1)
     batch_size: int | None = Field(None, ge=1, description="None: full batch")
     microbatch: int | None = Field(
-        1024, ge=1, description="examples per seed in one forward/backward pass; larger batches accumulate "
-        "gradients over passes (same gradient up to float reassociation, activations that fit in cache)"
+        None, ge=1, description="examples per seed in one forward/backward pass; larger batches accumulate "
+        "gradients over passes (same gradient up to float reassociation, activations that fit in cache). "
+        "None: as many as fit a fixed activation budget for the whole ensemble"
     )
     schedule: Literal["constant", "warmup_cosine"] = "constant"
     warmup_steps: int = Field(0, ge=0)

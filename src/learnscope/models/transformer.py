@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
@@ -51,29 +50,29 @@ class Block(nn.Module):
         self.heads = spec.heads
         self.ln_attn = layers.LayerNorm(members, d) if spec.layernorm else None
         self.ln_mlp = layers.LayerNorm(members, d) if spec.layernorm else None
-        self.qkv = layers.Linear(members, d, 3 * d, bias=False)
+        # separate projections: the final block queries from the last position only, and
+        # splitting one fused output costs a concatenation of its gradients in backward
+        self.query = layers.Linear(members, d, d, bias=False)
+        self.key = layers.Linear(members, d, d, bias=False)
+        self.value = layers.Linear(members, d, d, bias=False)
         self.proj = layers.Linear(members, d, d, bias=False)
         self.fc_in = layers.Linear(members, d, spec.d_mlp)
         self.fc_out = layers.Linear(members, spec.d_mlp, d)
         self.act = layers.ACTIVATIONS[spec.activation]
 
-    def forward(self, x: torch.Tensor, index: int, capture: Capture | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, index: int, capture: Capture | None, last_only: bool = False) -> torch.Tensor:
+        """x [S, B, T, D] -> [S, B, T, D]; with `last_only`, only the last position's
+        output [S, B, 1, D]: what reaches the readout from the final block."""
         S, B, T, D = x.shape
-        H = self.heads
         h = self.ln_attn(x) if self.ln_attn is not None else x
-        q, k, v = self.qkv(h).view(S, B, T, 3, H, D // H).permute(3, 0, 1, 4, 2, 5).unbind(0)  # [S,B,H,T,dh]
-        site = f"attn.{index}"
-        if capture is not None and site in capture.wanted:  # the pattern itself is asked for
-            scores = (q @ k.transpose(-1, -2)) / math.sqrt(D // H)
-            causal = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
-            pattern = scores.masked_fill(causal, float("-inf")).softmax(-1)
-            capture(site, pattern)
-            mixed = pattern @ v
-        else:  # the fused kernel: a batched matmul over S*B*H tiny matrices is many times slower
-            mixed = F.scaled_dot_product_attention(
-                q.reshape(S * B, H, T, -1), k.reshape(S * B, H, T, -1), v.reshape(S * B, H, T, -1), is_causal=True
-            ).view(S, B, H, T, -1)
-        mixed = mixed.transpose(2, 3).reshape(S, B, T, D)
+        heads = (self.heads, D // self.heads)
+        k, v = self.key(h).view(S, B, T, *heads), self.value(h).view(S, B, T, *heads)  # [S,B,T,H,dh]
+        if last_only:
+            x = x[:, :, -1:]
+            mixed = attend_last(self.query(h[:, :, -1]).view(S, B, *heads), k, v).unsqueeze(2)
+        else:
+            mixed = attend_causal(self.query(h).view(S, B, T, *heads), k, v, capture, f"attn.{index}")
+        mixed = mixed.reshape(S, B, -1, D)
         x = x + self.proj(mixed)
         h = self.ln_mlp(x) if self.ln_mlp is not None else x
         hidden = self.act(self.fc_in(h))
@@ -83,6 +82,29 @@ class Block(nn.Module):
         if capture is not None:
             capture(f"resid.{index}", x)
         return x
+
+
+def attend_causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, capture: Capture | None, site: str):
+    """Causal attention of every position, q, k, v [S, B, T, H, dh] -> [S, B, T, H, dh];
+    records the pattern [S, B, H, T, T] at `site`. Explicit batched matmuls: at these
+    sizes (T <= 32, head width 16) they ran 1.2-2x faster, forward and backward,
+    than the fused scaled_dot_product_attention."""
+    q, k, v = (t.transpose(2, 3) for t in (q, k, v))  # [S,B,H,T,dh]
+    T = q.shape[-2]
+    scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    causal = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
+    pattern = scores.masked_fill(causal, float("-inf")).softmax(-1)
+    if capture is not None:
+        capture(site, pattern)
+    return (pattern @ v).transpose(2, 3)
+
+
+def attend_last(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Attention of the last position alone (it sees every position), q [S, B, H, dh],
+    k, v [S, B, T, H, dh] -> [S, B, H, dh]. Elementwise products over the T keys, in the
+    projection's own layout: no transposes to copy, 2x faster than matmuls at T = 3."""
+    scores = (q.unsqueeze(2) * k).sum(-1) / math.sqrt(q.shape[-1])  # [S,B,T,H]
+    return (scores.softmax(2).unsqueeze(-1) * v).sum(2)
 
 
 class TransformerNetwork(EnsembleModel):
@@ -113,7 +135,12 @@ class TransformerNetwork(EnsembleModel):
         if capture is not None:
             capture("embed", h)
         for i, block in enumerate(self.blocks):
-            h = block(h, i, capture)
+            # The readout sees only the last position, so the final block computes only that
+            # position's query and MLP (a third of the work at 3 tokens) unless a site of it
+            # is captured whole.
+            final = i == self.n_layers - 1
+            captured = capture is not None and any(f"{kind}.{i}" in capture.wanted for kind in ("attn", "mlp", "resid"))
+            h = block(h, i, capture, last_only=final and not captured)
         last = h[:, :, -1]
         if self.ln_final is not None:
             last = self.ln_final(last)

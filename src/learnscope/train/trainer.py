@@ -17,14 +17,18 @@ import torch.nn.functional as F
 from learnscope.errors import SpecError
 from learnscope.probes.base import Needs, ProbeContext
 from learnscope.spec import Experiment
+from learnscope.train.allocator import keep_freed_memory
 from learnscope.train.data import BatchSampler, EnsembleData
 from learnscope.train.optim import make_optimizer, set_lr
+from learnscope.train.passes import activation_bytes_per_example, examples_per_pass
 
 ProbeCallback = Callable[[int, dict[str, torch.Tensor]], None]
+SOFTMAX_MIN_WIDTH = 16
 
 
 class Trainer:
     def __init__(self, experiment: Experiment, device: str | torch.device = "cpu"):
+        keep_freed_memory()
         self.experiment = experiment
         self.recipe = experiment.recipe
         self.seeds = experiment.seed_list
@@ -43,6 +47,7 @@ class Trainer:
                 "recipe.batch_size", f"{self.recipe.batch_size} exceeds the {n_train} training examples"
             )
         self.sampler = BatchSampler(self.seeds, n_train, self.recipe.batch_size)
+        self.examples_per_pass = self._examples_per_pass()
         self.optimizer = make_optimizer(self.recipe, self.params)
         self.interventions = [iv.build(self) for iv in experiment.interventions]
         self.step = 0  # updates done so far
@@ -65,12 +70,27 @@ class Trainer:
             needs.merge(probe.needs(self.info))
         return needs
 
+    def _examples_per_pass(self) -> int:
+        batch = self.sampler.batch_size if not self.sampler.full_batch else self.sampler.n
+        if self.recipe.microbatch is not None:
+            return min(self.recipe.microbatch, batch)
+        per_example = activation_bytes_per_example(self.loss_per_seed_of, self.train_x, self.train_y)
+        return examples_per_pass(self.members, batch, per_example)
+
     # ------------------------------------------------------------ training
+
+    def loss_per_seed_of(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.loss_per_seed(self.model(x), y)
 
     def loss_per_seed(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The task loss of each seed, averaged over its examples: [S]."""
         S = outputs.shape[0]
         if self.info.is_classification:
+            classes = outputs.shape[-1]
+            if classes < SOFTMAX_MIN_WIDTH:
+                # CPU log-softmax over fewer than 16 classes takes a scalar path ~8x slower per
+                # element; columns of -inf have probability 0 and gradient 0, so the loss is exact
+                outputs = F.pad(outputs, (0, SOFTMAX_MIN_WIDTH - classes), value=float("-inf"))
             flat = F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1), reduction="none")
             return flat.view(S, -1).mean(1)
         return (outputs - targets).square().reshape(S, -1).mean(1)
@@ -83,7 +103,7 @@ class Trainer:
         x, y = self.batch()
         self.optimizer.zero_grad(set_to_none=True)
         n = y.shape[1]
-        chunk = self.recipe.microbatch or n
+        chunk = self.examples_per_pass
         self.last_loss = torch.zeros(len(self.seeds), device=self.device)
         for start in range(0, n, chunk):
             # Gradients accumulate over passes of at most `chunk` examples per seed, each
