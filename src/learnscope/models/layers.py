@@ -57,16 +57,6 @@ def initialize(model: nn.Module, seeds: Sequence[int]) -> None:
                         getattr(module, name)[i] = init(shape, gen)
 
 
-def padded_width(width: int) -> int:
-    """The output width a batched product is computed at. MKL's batched gemm
-    is several times slower for narrow or ragged outputs (10 columns took as
-    long as 64, 97 longer than 112), so such widths are padded with zero
-    columns: to 16 below 16, else to a multiple of 8."""
-    if width < 16:
-        return 16
-    return -(-width // 8) * 8
-
-
 class Linear(StackedModule):
     """y = x W + b per seed; W is [S, in, out]. PyTorch's default init."""
 
@@ -75,18 +65,11 @@ class Linear(StackedModule):
         bound = 1 / math.sqrt(d_in)
         self.weight = self.stacked_parameter("weight", (d_in, d_out), uniform_init(bound))
         self.bias = self.stacked_parameter("bias", (1, d_out), uniform_init(bound)) if bias else None
-        self.pad = padded_width(d_out) - d_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         flat = x.reshape(shape[0], -1, shape[-1])
-        weight, bias = self.weight, self.bias
-        if self.pad:  # zero columns: the real columns' values and gradients are unchanged
-            weight = F.pad(weight, (0, self.pad))
-            bias = F.pad(bias, (0, self.pad)) if bias is not None else None
-        out = torch.baddbmm(bias, flat, weight) if bias is not None else torch.bmm(flat, weight)
-        if self.pad:
-            out = out[..., : self.weight.shape[-1]]
+        out = torch.baddbmm(self.bias, flat, self.weight) if self.bias is not None else torch.bmm(flat, self.weight)
         return out.reshape(*shape[:-1], out.shape[-1])
 
 
