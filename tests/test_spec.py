@@ -4,16 +4,19 @@ line naming the dotted field and what is valid."""
 
 from __future__ import annotations
 
+import math
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from learnscope import registry
 from learnscope.errors import LearnscopeError, SpecError
 from learnscope.models.mlp import MLP
 from learnscope.models.transformer import Transformer
 from learnscope.runner import run_experiment
-from learnscope.spec import Experiment, apply_override, load_experiment
+from learnscope.spec import Experiment, Recipe, apply_override, load_experiment
 from learnscope.tasks.gaussian_mixture import GaussianMixture
 from learnscope.tasks.modular_arithmetic import ModularArithmetic
 
@@ -434,3 +437,32 @@ def test_example_spec_validates_and_runs(tmp_path):
     test_acc = final[final["name"] == "accuracy/test"]["value"]
     start = frame[(frame["name"] == "accuracy/test") & (frame["step"] == 0)]["value"]
     assert test_acc.mean() > 0.5 > start.mean()  # it learned: chance is 0.1
+
+
+# ---------------------------------------------------------------- step schedules
+
+
+@settings(derandomize=True, deadline=None, max_examples=200)
+@given(
+    steps=st.integers(1, 400),
+    probe_every=st.one_of(st.none(), st.integers(1, 500)),
+    log_points=st.integers(0, 40),
+    checkpoint_every=st.one_of(st.none(), st.integers(1, 500)),
+)
+def test_schedules_match_their_definition(steps, probe_every, log_points, checkpoint_every):
+    """Probe and checkpoint steps, kept as predicates and counts (never lists),
+    agree with the definition step by step."""
+    recipe = Recipe(steps=steps, probe_every=probe_every, probe_log_points=log_points,
+                    checkpoint_every=checkpoint_every)
+    log_steps = {min(steps, round(math.exp(i * math.log(steps) / max(log_points - 1, 1)))) for i in range(log_points)}
+    probes = {0, steps} | (set(range(0, steps + 1, probe_every)) if probe_every else set()) | log_steps
+    assert {s for s in range(steps + 1) if recipe.is_probe_step(s)} == probes
+    assert recipe.probe_count() == len(probes)
+    checkpoints = {steps} | (set(range(checkpoint_every, steps + 1, checkpoint_every)) if checkpoint_every else set())
+    assert {s for s in range(1, steps + 1) if recipe.is_checkpoint_step(s)} == checkpoints
+    assert recipe.checkpoint_count() == len(checkpoints)
+
+
+def test_huge_schedules_cost_nothing_until_run():
+    recipe = Recipe(steps=10**12, probe_every=1, checkpoint_every=1)
+    assert recipe.probe_count() == 10**12 + 1 and recipe.checkpoint_count() == 10**12

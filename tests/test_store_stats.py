@@ -40,11 +40,15 @@ def test_store_is_sqlite_in_wal_mode(store):
 
 
 def test_run_round_trip(store):
-    store.create_run("r1", "demo", SPEC, [0, 3], kind="experiment")
+    with store.hold("r1"):
+        store.create_run("r1", "demo", SPEC, [0, 3], kind="experiment")
+        record = store.get_run("r1")
+        assert (record.id, record.name, record.kind, record.status) == ("r1", "demo", "experiment", "running")
+        assert record.spec == SPEC and record.seeds == [0, 3]
+        assert record.finished is None and record.parent is None
+    # recorded as running, but no process owns it any more: it reads back as interrupted
     record = store.get_run("r1")
-    assert (record.id, record.name, record.kind, record.status) == ("r1", "demo", "experiment", "running")
-    assert record.spec == SPEC and record.seeds == [0, 3]
-    assert record.finished is None and record.parent is None
+    assert record.status == "interrupted" and "learnscope resume r1" in record.reason
 
     store.set_status("r1", "failed", "ValueError: boom")
     record = store.get_run("r1")

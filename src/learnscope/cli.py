@@ -1,4 +1,4 @@
-"""The command line: list, run, verify, show, runs, report, export.
+"""The command line: list, run, resume, verify, show, runs, report, export.
 
 Bad input ends in one line on stderr naming what is wrong and what is
 valid, exit code 2, no traceback. Human output goes to stdout; with --json,
@@ -92,6 +92,10 @@ def _print_summary(run: Run, console: Console) -> None:
         + (f" ({record.reason})" if record.reason else "")
         + f"  seeds {record.seeds}"
     )
+    for arm, seeds in run.diverged.items():
+        where = f"{arm}: " if arm else ""
+        steps = ", ".join(f"seed {seed} at step {step}" for seed, step in sorted(seeds.items()))
+        console.print(f"[red]diverged[/red] {where}{steps} (frozen; left out of statistics and the signature)")
     summary = run.summary()
     if summary.empty:
         console.print("no metrics recorded")
@@ -146,22 +150,44 @@ def run(
         if quick:
             raise LearnscopeError("--quick applies to phenomena; for a spec file set its size with --set")
         experiment = load_experiment(target, overrides, seeds)
-        result = run_experiment(experiment, store, Path(target).stem, run_id, progress=progress)
+        result = run_experiment(experiment, store, Path(target).stem, run_id, progress)
     else:
         raise _unknown_target(target)
+    _conclude(result, target, console, report, as_json)
+
+
+def _conclude(result: Run, name: str, console: Console, report: bool, as_json: bool) -> None:
+    """After a run: summary, report, verdict line, and the JSON object with --json."""
     _print_summary(result, console)
     report_path = result.report() if report else None
     if report_path:
         console.print(f"report: {report_path}")
     verdict = result.verdict
     if verdict is not None:
-        console.print(verdict.line(target))
+        console.print(verdict.line(name))
     if as_json:
         payload = {"run_id": result.id, "status": result.status, "seeds": result.record.seeds,
-                   "final": _final_json(result), "report": str(report_path) if report_path else None}
+                   "final": _final_json(result), "report": str(report_path) if report_path else None,
+                   "diverged": {arm: {str(k): v for k, v in seeds.items()} for arm, seeds in result.diverged.items()}}
         if verdict is not None:
             payload["verdict"] = verdict.as_dict()
         print(json.dumps(_finite(payload)))
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="an interrupted or failed run")],
+    store: StoreOpt = None,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="write the report at the end")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Continue a stopped run from its last checkpoint, exactly as if never stopped."""
+    from learnscope.runner import resume_run
+
+    console = _console(as_json)
+    progress = TrainingProgress(Console(stderr=True), enabled=sys.stderr.isatty() or not as_json)
+    result = resume_run(run_id, _existing_store(store), progress)
+    _conclude(result, result.record.name, console, report, as_json)
 
 
 # ------------------------------------------------------------------ verify

@@ -19,7 +19,7 @@ class TrainingProgress:
         self._progress: Progress | None = None
 
     @contextmanager
-    def bar(self, description: str, total: int, seeds: int, headline: str):
+    def bar(self, description: str, total: int, seeds: int, headline: str, start: int = 0):
         if not self.enabled:
             yield _Silent()
             return
@@ -36,7 +36,7 @@ class TrainingProgress:
             transient=False,
         )
         with progress:
-            task = progress.add_task(description, total=total, seeds=seeds, metric="")
+            task = progress.add_task(description, total=total, completed=start, seeds=seeds, metric="")
             yield _Bar(progress, task, headline)
 
 

@@ -1,21 +1,39 @@
-"""Running experiments and phenomena into the store."""
+"""Running experiments and phenomena into the store, and resuming them.
+
+Everything that can refuse a run (spec, data, model, probes, room in the
+store) is checked before the run is recorded, so bad input leaves no trace.
+A top-level run is owned by the process running it (`Store.hold`); each arm
+checkpoints every `recipe.checkpoint_every` steps, and `resume_run` carries
+a stopped run on from its arms' last checkpoints: metric rows and events
+recorded after a checkpoint are dropped and recorded again, identically.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from learnscope import registry
+from learnscope import faults, registry
 from learnscope.catalog.base import ArmData, Phenomenon, Verdict
 from learnscope.errors import LearnscopeError
 from learnscope.progress import TrainingProgress
 from learnscope.runs import Run
 from learnscope.spec import Experiment
+from learnscope.store.checkpoints import read_checkpoint, write_checkpoint
 from learnscope.store.sqlite import Store, new_run_id
 from learnscope.train.trainer import Trainer
+
+# Bytes a metric row takes in SQLite (row, B-tree share, name), and room for the WAL.
+ROW_BYTES = 64
+STORE_MARGIN_BYTES = 8 * 2**20
+DIVERGED = "loss became NaN or Inf: the seed is frozen and left out of statistics and signatures"
 
 
 def open_store(store: Store | str | None) -> Store:
     return store if isinstance(store, Store) else Store(store)
+
+
+def _reporter(progress: TrainingProgress | bool) -> TrainingProgress:
+    return progress if isinstance(progress, TrainingProgress) else TrainingProgress(enabled=bool(progress))
 
 
 def _headline(experiment: Experiment, preferred: str | None, trainer: Trainer) -> str:
@@ -28,42 +46,38 @@ def _headline(experiment: Experiment, preferred: str | None, trainer: Trainer) -
     return names[0] if names else ""
 
 
-def run_experiment(
-    experiment: Experiment,
-    store: Store | str | None = None,
-    name: str | None = None,
-    run_id: str | None = None,
-    parent: str | None = None,
-    arm: str | None = None,
-    progress: TrainingProgress | bool = False,
-    headline: str | None = None,
-    trainer: Trainer | None = None,
-) -> Run:
-    """Train an experiment's seed ensemble, recording everything in the store.
-
-    The trainer is built (data, model, every check) before the run is
-    recorded, so a spec that cannot run leaves no trace."""
-    store = open_store(store)
-    reporter = progress if isinstance(progress, TrainingProgress) else TrainingProgress(enabled=bool(progress))
-    trainer = trainer or Trainer(experiment)
-    name = name or experiment.task.registry_name
-    run_id = run_id or new_run_id(name)
-    store.create_run(run_id, name, experiment.to_dict(), trainer.seeds, parent=parent, arm=arm)
-    seeds = trainer.seeds
-    label = f"{name}[{arm}]" if arm else name
-    with reporter.bar(label, experiment.recipe.steps, len(seeds), _headline(experiment, headline, trainer)) as bar:
-
-        def on_probe(step, metrics):
-            host = {k: v.detach().cpu().tolist() for k, v in metrics.items()}
-            store.write_metrics(run_id, step, seeds, host)
-            bar.probe(step, host)
-
-        _guarded(store, run_id, lambda: trainer.run(on_probe=on_probe, on_step=bar.step))
-    return Run(store, run_id)
+def build_trainer(experiment: Experiment) -> Trainer:
+    """The trainer of an experiment; sizes no machine can hold are bad input,
+    refused in one line like any other."""
+    try:
+        return Trainer(experiment)
+    except (MemoryError, OverflowError) as exc:
+        raise LearnscopeError(_TOO_BIG.format(why=exc.__class__.__name__)) from None
+    except RuntimeError as exc:
+        if "allocate" not in str(exc):
+            raise
+        raise LearnscopeError(_TOO_BIG.format(why="out of memory")) from None
 
 
-def _guarded(store: Store, run_id: str, work) -> None:
+_TOO_BIG = "the experiment does not fit in memory ({why}); reduce seeds, model widths or samples"
+
+
+def needed_bytes(trainers: Sequence[Trainer]) -> int:
+    """What runs of these trainers add to a store, about: every metric row, and
+    two checkpoints (the previous one stays until the next is recorded)."""
+    total = STORE_MARGIN_BYTES
+    for trainer in trainers:
+        names = [n for probe in trainer.experiment.probes for n in probe.metric_names(trainer.info)]
+        total += trainer.recipe.probe_count() * len(names) * trainer.members * ROW_BYTES
+        param_bytes = sum(p.numel() * p.element_size() for p in trainer.params)
+        optimizer_slots = {"sgd": 1, "adam": 2, "adamw": 2}[trainer.recipe.optimizer]
+        total += 2 * param_bytes * (1 + optimizer_slots + len(trainer.interventions))
+    return total
+
+
+def _guarded(store: Store, run_id: str, work: Callable[[], None]) -> None:
     """Run `work`, leaving the run's status honest whatever happens."""
+    store.set_status(run_id, "running")
     try:
         work()
     except KeyboardInterrupt:
@@ -73,6 +87,57 @@ def _guarded(store: Store, run_id: str, work) -> None:
         store.set_status(run_id, "failed", f"{exc.__class__.__name__}: {exc}")
         raise
     store.set_status(run_id, "finished")
+
+
+def _train(store: Store, run_id: str, trainer: Trainer, reporter: TrainingProgress, label: str,
+           headline: str) -> None:
+    """Train an arm from its trainer's current step to the end, recording
+    metrics, divergence events and checkpoints."""
+    seeds = trainer.seeds
+    trainer.on_diverge = lambda seed, step: store.add_event(run_id, "diverged", {"reason": DIVERGED}, seed, step)
+    with reporter.bar(label, trainer.recipe.steps, len(seeds), headline, start=trainer.step) as bar:
+
+        def on_probe(step, metrics):
+            host = {k: v.detach().cpu().tolist() for k, v in metrics.items()}
+            store.write_metrics(run_id, step, seeds, host)
+            bar.probe(step, host)
+
+        def on_checkpoint(step):
+            write_checkpoint(store, run_id, *trainer.state())
+
+        trainer.run(on_probe=on_probe, on_step=bar.step, on_checkpoint=on_checkpoint)
+
+
+def restored_trainer(store: Store, run_id: str, experiment: Experiment) -> Trainer:
+    """A trainer at the run's last checkpoint (at step 0 without one), with
+    what the run recorded after that step dropped."""
+    trainer = build_trainer(experiment)
+    checkpoint = read_checkpoint(store, run_id)
+    if checkpoint is not None:
+        trainer.load_state(checkpoint.tensors, checkpoint.meta)
+    store.discard_from(run_id, trainer.step)
+    return trainer
+
+
+def run_experiment(
+    experiment: Experiment,
+    store: Store | str | None = None,
+    name: str | None = None,
+    run_id: str | None = None,
+    progress: TrainingProgress | bool = False,
+    trainer: Trainer | None = None,
+) -> Run:
+    """Train an experiment's seed ensemble, recording everything in the store."""
+    store = open_store(store)
+    trainer = trainer or build_trainer(experiment)
+    store.check_room(needed_bytes([trainer]))
+    name = name or experiment.task.registry_name
+    run_id = run_id or new_run_id(name)
+    with store.hold(run_id):
+        store.create_run(run_id, name, experiment.to_dict(), trainer.seeds)
+        headline = _headline(experiment, None, trainer)
+        _guarded(store, run_id, lambda: _train(store, run_id, trainer, _reporter(progress), name, headline))
+    return Run(store, run_id)
 
 
 def phenomenon_arms(
@@ -96,30 +161,71 @@ def run_phenomenon(
     """Run every arm of a phenomenon, then check its signature; the verdict
     is stored as an event of the parent run."""
     store = open_store(store)
-    phenomenon, arms = phenomenon_arms(name, quick, seeds, overrides)
-    trainers = {arm: Trainer(exp) for arm, exp in arms.items()}  # refuse bad input before recording anything
+    _, arms = phenomenon_arms(name, quick, seeds, overrides)
+    trainers = {arm: build_trainer(exp) for arm, exp in arms.items()}  # refuse bad input before recording anything
+    store.check_room(needed_bytes(list(trainers.values())))
     run_id = run_id or new_run_id(name)
     first = next(iter(arms.values()))
     spec = {"phenomenon": name, "quick": quick, "arms": {a: e.to_dict() for a, e in arms.items()}}
-    store.create_run(run_id, name, spec, first.seed_list, kind="phenomenon")
+    with store.hold(run_id):
+        store.create_run(run_id, name, spec, first.seed_list, kind="phenomenon")
+        _guarded(store, run_id, lambda: _complete_phenomenon(store, run_id, trainers, _reporter(progress)))
+    return Run(store, run_id)
 
-    def work():
-        for arm, exp in arms.items():
-            run_experiment(exp, store, name, f"{run_id}.{arm}", parent=run_id, arm=arm, progress=progress,
-                           headline=phenomenon.headline, trainer=trainers.pop(arm))
-        verdict = check_signature(store, run_id)
-        store.add_event(run_id, "signature", verdict.as_dict())
 
-    _guarded(store, run_id, work)
+def _complete_phenomenon(store: Store, run_id: str, trainers: dict[str, Trainer] | None,
+                         reporter: TrainingProgress) -> None:
+    """Run the arms not finished yet (resuming one that was stopped), then
+    check the signature. `trainers` are fresh trainers for a new run."""
+    record = store.get_run(run_id)
+    phenomenon: Phenomenon = registry.phenomena.get(record.name, "phenomenon")()
+    children = {child.arm: child for child in store.children(run_id)}
+    for arm, spec in record.spec["arms"].items():
+        child = children.get(arm)
+        if child is not None and child.status == "finished":
+            continue
+        arm_id = f"{run_id}.{arm}"
+        experiment = Experiment.model_validate(spec)
+        if child is None:
+            trainer = trainers.pop(arm) if trainers else build_trainer(experiment)
+            store.create_run(arm_id, record.name, spec, trainer.seeds, parent=run_id, arm=arm)
+        else:
+            trainer = restored_trainer(store, arm_id, experiment)
+        label = f"{record.name}[{arm}]"
+        _guarded(store, arm_id, lambda: _train(store, arm_id, trainer, reporter, label, phenomenon.headline))
+        faults.point("arm-finished")
+    store.add_event(run_id, "signature", check_signature(store, run_id).as_dict())
+
+
+def resume_run(run_id: str, store: Store | str | None = None, progress: TrainingProgress | bool = False) -> Run:
+    """Carry a stopped (interrupted or failed) run on from its last checkpoints."""
+    store = open_store(store)
+    record = store.get_run(run_id)
+    if record.parent is not None:
+        raise LearnscopeError(f"run '{run_id}' is an arm of '{record.parent}'; resume '{record.parent}'")
+    if record.status == "finished":
+        raise LearnscopeError(f"run '{run_id}' already finished; there is nothing to resume")
+    reporter = _reporter(progress)
+    with store.hold(run_id):
+        if record.kind == "phenomenon":
+            work = lambda: _complete_phenomenon(store, run_id, None, reporter)  # noqa: E731
+        else:
+            experiment = Experiment.model_validate(record.spec)
+            trainer = restored_trainer(store, run_id, experiment)
+            headline = _headline(experiment, None, trainer)
+            work = lambda: _train(store, run_id, trainer, reporter, record.name, headline)  # noqa: E731
+        _guarded(store, run_id, work)
     return Run(store, run_id)
 
 
 def check_signature(store: Store, run_id: str) -> Verdict:
-    """Re-check a stored phenomenon run's signature from its stored metrics."""
+    """Re-check a stored phenomenon run's signature from its stored metrics;
+    seeds that diverged are left out."""
     record = store.get_run(run_id)
     if record.kind != "phenomenon":
         raise LearnscopeError(f"run '{run_id}' is a plain experiment; only phenomenon runs have a signature")
     phenomenon: Phenomenon = registry.phenomena.get(record.name, "phenomenon")()
     children = store.children(run_id)
-    arms = {child.arm: ArmData(child, store.metrics(child.id)) for child in children}
-    return phenomenon.check(arms)
+    # a seed that diverged in any arm leaves every arm: signatures compare arms seed by seed
+    diverged = {seed for child in children for seed in store.diverged(child.id)}
+    return phenomenon.check({child.arm: ArmData(child, store.metrics(child.id), diverged) for child in children})

@@ -38,9 +38,17 @@ class Run:
         frame.insert(1, "arm", frame["run_id"].map(arm_of))
         return frame
 
+    @cached_property
+    def diverged(self) -> dict[str, dict[int, int]]:
+        """Per arm, the seeds that diverged (frozen, left out of statistics): seed -> step."""
+        return {arm.arm or "": found for arm in self.arms if (found := self.store.diverged(arm.id))}
+
     def final(self) -> pd.DataFrame:
-        """The last recorded value of every metric, per arm and seed."""
+        """The last recorded value of every metric, per arm and seed, without
+        the seeds that diverged in any arm."""
         frame = self.metrics
+        left_out = {seed for seeds in self.diverged.values() for seed in seeds}
+        frame = frame[~frame["seed"].isin(left_out)]
         if frame.empty:
             return frame
         last = frame.sort_values("step").groupby(["arm", "name", "seed"], sort=False).tail(1)

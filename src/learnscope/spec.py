@@ -13,9 +13,10 @@ import copy
 import json
 import math
 import tomllib
+from functools import cached_property
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -33,11 +34,33 @@ from learnscope import registry
 from learnscope.errors import LearnscopeError, SpecError, did_you_mean, one_of
 
 
-class Component(BaseModel):
+def _numeric(annotation: Any) -> bool:
+    """Whether a field's type is made of numbers (int, float, lists or tuples of them)."""
+    return annotation in (int, float) or any(_numeric(a) for a in get_args(annotation))
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool) or (isinstance(value, (list, tuple)) and any(isinstance(v, bool) for v in value))
+
+
+class Parameters(BaseModel):
+    """Fields a spec sets: unknown keys, true/false for a number and infinite
+    or NaN floats are refused (pydantic would take True as 1 and inf as a number)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _booleans_are_not_numbers(cls, value, info):
+        if _is_bool(value) and _numeric(cls.model_fields[info.field_name].annotation):
+            raise ValueError("expected a number, not true/false")
+        return value
+
+
+class Component(Parameters):
     """Base of every named, parameterized component. `name` selects the class
     in a spec; the remaining keys are the class's fields."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     registry_name: ClassVar[str] = ""
 
     @model_serializer(mode="wrap")
@@ -72,12 +95,10 @@ _COMPONENT_KINDS: dict[str, tuple[registry.Registry, type[Component]]] = {
 }
 
 
-class Recipe(BaseModel):
+class Recipe(Parameters):
     """How training goes. Probe cadence: step 0, the last step, every
     `probe_every` steps, and `probe_log_points` log-spaced steps (grokking
     spans orders of magnitude of steps, so a linear grid wastes probes)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
     lr: float = Field(1e-3, gt=0)
@@ -96,6 +117,16 @@ class Recipe(BaseModel):
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
     probe_every: int | None = Field(100, ge=1)
     probe_log_points: int = Field(16, ge=0)
+    checkpoint_every: int | None = Field(
+        1000, ge=1, description="steps between checkpoints (also one at the last step); None: only the last"
+    )
+
+    @field_validator("betas", mode="before")
+    @classmethod
+    def _two_betas(cls, betas):
+        if isinstance(betas, (list, tuple)) and len(betas) != 2:
+            raise ValueError(f"must be two numbers [beta1, beta2], each in [0, 1); got {len(betas)}")
+        return betas
 
     @field_validator("betas")
     @classmethod
@@ -104,25 +135,47 @@ class Recipe(BaseModel):
             raise ValueError("each beta must be in [0, 1)")
         return betas
 
-    @model_validator(mode="after")
-    def _warmup_fits(self):
-        if self.warmup_steps > self.steps:
-            raise ValueError(f"warmup_steps ({self.warmup_steps}) exceeds steps ({self.steps})")
-        return self
+    @field_validator("warmup_steps")
+    @classmethod
+    def _warmup_fits(cls, warmup_steps, info):
+        steps = info.data.get("steps")
+        if steps is not None and warmup_steps > steps:
+            raise ValueError(f"must not exceed steps ({steps})")
+        return warmup_steps
 
-    def probe_steps(self) -> list[int]:
-        steps = {0, self.steps}
-        if self.probe_every:
-            steps.update(range(0, self.steps + 1, self.probe_every))
-        if self.probe_log_points:
-            n = self.probe_log_points
-            steps.update(
-                min(self.steps, round(math.exp(i * math.log(self.steps) / max(n - 1, 1)))) for i in range(n)
-            )
-        return sorted(steps)
+    # Step schedules are predicates and counts, never lists: a recipe of 10^9 steps
+    # probed every step must cost nothing until it runs (and be refused for its size).
+
+    @cached_property
+    def log_probe_steps(self) -> frozenset[int]:
+        n = self.probe_log_points
+        if not n:
+            return frozenset()
+        return frozenset(
+            min(self.steps, round(math.exp(i * math.log(self.steps) / max(n - 1, 1)))) for i in range(n)
+        )
+
+    def is_probe_step(self, step: int) -> bool:
+        return (step in (0, self.steps) or (self.probe_every is not None and step % self.probe_every == 0)
+                or step in self.log_probe_steps)
+
+    def probe_count(self) -> int:
+        every = self.probe_every or self.steps
+        regular = self.steps // every + 1 + (self.steps % every != 0)  # 0, every, 2 every, ..., and the last
+        extra = {s for s in self.log_probe_steps if s % every and s != self.steps}
+        return regular + len(extra)
+
+    def is_checkpoint_step(self, step: int) -> bool:
+        return step == self.steps or (self.checkpoint_every is not None and step % self.checkpoint_every == 0)
+
+    def checkpoint_count(self) -> int:
+        every = self.checkpoint_every or self.steps
+        return self.steps // every + (self.steps % every != 0)
 
 
 Seeds = int | list[int]
+MAX_SEED = 2**63 - 1  # the store keeps seeds as SQLite integers
+SEEDS_VALID = f"must be a positive count or a list of distinct seeds, each an integer from 0 to {MAX_SEED}"
 
 
 class Experiment(BaseModel):
@@ -147,19 +200,29 @@ class Experiment(BaseModel):
         except ValidationError as exc:
             raise spec_error_from(exc, model=cls) from None
 
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds_are_integers(cls, seeds):
+        def integer(s):
+            return isinstance(s, int) and not isinstance(s, bool)
+
+        if not (integer(seeds) or (isinstance(seeds, (list, tuple)) and all(integer(s) for s in seeds))):
+            raise ValueError(SEEDS_VALID)  # one message, not one per member of the int | list union
+        return seeds
+
     @field_validator("seeds")
     @classmethod
     def _seeds_valid(cls, seeds):
         if isinstance(seeds, int):
             if seeds < 1:
-                raise ValueError("must be a positive count or a list of seed integers")
+                raise ValueError(SEEDS_VALID)
         else:
             if not seeds:
                 raise ValueError("the list of seeds is empty")
             if len(set(seeds)) != len(seeds):
                 raise ValueError("seeds repeat")
-            if any(s < 0 for s in seeds):
-                raise ValueError("seeds must be non-negative")
+            if any(not 0 <= s <= MAX_SEED for s in seeds):
+                raise ValueError(f"each seed must be an integer from 0 to {MAX_SEED}")
         return seeds
 
     @property
@@ -193,6 +256,9 @@ def _resolve_components(data: Mapping) -> dict:
         raise SpecError(str(k), f"unknown key; {one_of(k, Experiment.model_fields)}")
     for key, (reg, base) in _COMPONENT_KINDS.items():
         if key not in data:
+            if Experiment.model_fields[key].is_required():
+                names = ", ".join(reg.names())
+                raise SpecError(key, f"missing; a {reg.kind} name or {{name: ..., ...}}; valid: {names}")
             continue
         value = data[key]
         if key in ("probes", "interventions"):
@@ -332,6 +398,8 @@ def load_spec_file(path: str | Path) -> dict:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
         raise LearnscopeError(f"spec file {path} is not valid {_format_name(path)}{at}") from None
+    except RecursionError:
+        raise LearnscopeError(f"spec file {path} is not a valid spec: nested too deeply") from None
     if not isinstance(data, dict):
         raise LearnscopeError(
             f"spec file {path} must hold a mapping with keys {', '.join(Experiment.model_fields)}"

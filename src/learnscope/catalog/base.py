@@ -21,10 +21,11 @@ class ArmData:
 
     record: RunRecord
     frame: pd.DataFrame  # run_id, seed, step, name, value
+    excluded: set[int] = field(default_factory=set)  # seeds that diverged: left out of every measure
 
     @property
     def seeds(self) -> list[int]:
-        return list(self.record.seeds)
+        return [seed for seed in self.record.seeds if seed not in self.excluded]
 
     def curve(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(steps [T], values [S, T]) of a metric, seeds in the run's order."""
@@ -61,13 +62,13 @@ class Verdict:
 
     @property
     def ok(self) -> bool:
-        return sum(self.passed) >= self.needed
+        return bool(self.seeds) and sum(self.passed) >= self.needed
 
     def line(self, name: str) -> str:
         k, n = sum(self.passed), len(self.seeds)
         if self.ok:
             return f"verified {name}: PASS ({k}/{n} seeds)"
-        why = next((f"seed {s}: {f}" for s, f in zip(self.seeds, self.failures) if f), "")
+        why = next((f"seed {s}: {f}" for s, f in zip(self.seeds, self.failures) if f), "no seed left to check")
         return f"verified {name}: FAIL ({k}/{n} seeds hold, {self.needed} needed; {why})"
 
     def as_dict(self) -> dict:

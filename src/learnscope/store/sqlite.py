@@ -6,29 +6,40 @@ package version, host), metrics (run, seed, step, name, value), events
 (run, seed, step, kind, detail JSON), artifacts (run, kind, path, sha256).
 A phenomenon run is a parent whose arms (e.g. the grokking run and its
 control) are child runs.
+
+The process running a top-level run holds an exclusive lock on
+`locks/RUN.lock` (flock: the kernel drops it when the process dies, however
+it dies). A run recorded as running whose lock nobody holds was stopped
+before it finished, and reads back as `interrupted` until it is resumed.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
 import secrets
+import shutil
 import sqlite3
+import tempfile
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from learnscope import faults
 from learnscope.errors import LearnscopeError, NotFoundError, did_you_mean
 
 DEFAULT_DIR = "learnscope-runs"
 ENV_VAR = "LEARNSCOPE_STORE"
 STATUSES = ("running", "finished", "failed", "interrupted")
+STOPPED = "the process running it stopped before it finished (killed or crashed); `learnscope resume {run}` continues it"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -128,6 +139,8 @@ class Store:
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._next_row: dict[str, int] = {}
         except (OSError, sqlite3.Error) as exc:
+            if self.dir.is_dir():
+                self._check_writable()  # the usual cause, named plainly
             raise LearnscopeError(f"cannot open the store at {self.dir}: {exc}") from None
 
     def _check_schema(self) -> None:
@@ -144,14 +157,83 @@ class Store:
 
     # ------------------------------------------------------------ writing
 
-    def _transaction(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    def _transaction(self, sql: str, rows: Iterable[Sequence[Any]], before_commit: Callable[[], None] | None = None,
+                     ) -> None:
+        self._statements([(sql, rows)], before_commit)
+
+    def _statements(self, work: Sequence[tuple[str, Iterable[Sequence[Any]]]],
+                    before_commit: Callable[[], None] | None = None) -> None:
+        """Several statements in one transaction (all or nothing)."""
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            self.conn.executemany(sql, rows)
+            for sql, rows in work:
+                self.conn.executemany(sql, rows)
+            if before_commit is not None:
+                before_commit()
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+    # ------------------------------------------------------------ ownership
+
+    def _lock_path(self, run_id: str) -> Path:
+        return self.dir / "locks" / f"{run_id}.lock"
+
+    @contextmanager
+    def hold(self, run_id: str) -> Iterator[None]:
+        """Own a top-level run for the duration: refuse if a live process owns it."""
+        path = self._lock_path(run_id)
+        try:
+            path.parent.mkdir(exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LearnscopeError(f"cannot write to the store at {self.dir}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise LearnscopeError(f"run '{run_id}' is being run right now by {owner}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} on {platform.node()}".encode())
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            os.close(fd)
+
+    def _owned(self, run_id: str) -> bool:
+        """Whether a live process holds the run's lock."""
+        try:
+            fd = os.open(self._lock_path(run_id), os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops a lock we may have taken
+        return False
+
+    def _check_writable(self) -> None:
+        try:
+            with tempfile.NamedTemporaryFile(dir=self.dir, prefix=".write-test-") as f:
+                f.write(b"x")
+                f.flush()
+        except OSError as exc:
+            raise LearnscopeError(f"the store directory {self.dir} is not writable: {exc.strerror or exc}") from None
+
+    def check_room(self, needed_bytes: int) -> None:
+        """Refuse, before any work, a store directory that cannot take a new run."""
+        self._check_writable()
+        free = shutil.disk_usage(self.dir).free
+        if free < needed_bytes:
+            raise LearnscopeError(
+                f"the store at {self.dir} has {free / 2**20:,.0f} MiB free and this run needs about "
+                f"{needed_bytes / 2**20:,.0f} MiB (metric rows and checkpoints); free space or pass --store DIR"
+            )
 
     def create_run(
         self,
@@ -190,8 +272,18 @@ class Store:
                 (name, seed, v) for name, values in metrics.items() for seed, v in zip(seeds, values)
             )
         ]
-        self._transaction("INSERT INTO metrics VALUES (?,?,?,?,?)", rows)
+        self._transaction("INSERT INTO metrics VALUES (?,?,?,?,?)", rows, lambda: faults.point("probe-write"))
         self._next_row[run_id] = first + len(rows)
+
+    def discard_from(self, run_id: str, step: int) -> None:
+        """Drop the metric rows and events a run recorded at `step` or later: the
+        work of a stopped process after the checkpoint it is resumed from."""
+        low, high = self._row_range(run_id)
+        self._statements([
+            ("DELETE FROM metrics WHERE id >= ? AND id < ? AND step >= ?", [(low, high, step)]),
+            ("DELETE FROM events WHERE run = ? AND step >= ?", [(run_id, step)]),
+        ])
+        self._next_row.pop(run_id, None)
 
     def _row_range(self, run_id: str) -> tuple[int, int]:
         """[low, high): the metric row ids of a run."""
@@ -215,13 +307,27 @@ class Store:
     def add_artifact(self, run_id: str, kind: str, path: str, sha256: str) -> None:
         self._transaction("INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?)", [(run_id, kind, path, sha256)])
 
+    def replace_artifacts(self, run_id: str, kind: str, path: str, sha256: str) -> list[str]:
+        """Record one artifact of a kind in place of the run's previous ones, in
+        one transaction; returns the previous paths."""
+        previous = [r[0] for r in self.conn.execute(
+            "SELECT path FROM artifacts WHERE run = ? AND kind = ?", (run_id, kind))]
+        self._statements([
+            ("DELETE FROM artifacts WHERE run = ? AND kind = ?", [(run_id, kind)]),
+            ("INSERT INTO artifacts VALUES (?,?,?,?)", [(run_id, kind, path, sha256)]),
+        ])
+        return previous
+
     # ------------------------------------------------------------ reading
 
     def _record(self, row: tuple) -> RunRecord:
         r = list(row)
         r[5] = json.loads(r[5])
         r[6] = json.loads(r[6])
-        return RunRecord(*r)
+        record = RunRecord(*r)
+        if record.status == "running" and not self._owned(record.parent or record.id):
+            return replace(record, status="interrupted", reason=STOPPED.format(run=record.parent or record.id))
+        return record
 
     def get_run(self, run_id: str) -> RunRecord:
         row = self.conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -260,6 +366,10 @@ class Store:
             }))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
             columns=["run_id", "seed", "step", "name", "value"])
+
+    def diverged(self, run_id: str) -> dict[int, int]:
+        """Seeds of a run that diverged (and were frozen): seed -> step."""
+        return {e["seed"]: e["step"] for e in self.events(run_id, "diverged")}
 
     def events(self, run_id: str, kind: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT seed, step, kind, detail, time FROM events WHERE run = ?"

@@ -3,17 +3,24 @@
 Per update: batch -> forward -> loss per seed (+ intervention terms) ->
 backward -> gradient interventions -> optimizer step -> weight interventions.
 The total loss is the sum of the per-seed losses, so each seed's gradient is
-exactly its own. Nothing in the step reads a value back to the host; probes
-do, every k steps.
+exactly its own, and a seed whose loss turns NaN or Inf harms no other: it
+is frozen at its last finite parameters (`diverged`) and the rest go on.
+
+`state()` and `load_state()` capture everything the next steps depend on
+(parameters, optimizer and intervention state, step, frozen seeds); the
+batch order and the data are functions of the seeds and the step, so a run
+restored from them continues exactly as if never stopped.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from learnscope import faults
 from learnscope.errors import SpecError
 from learnscope.probes.base import Needs, ProbeContext
 from learnscope.spec import Experiment
@@ -23,6 +30,8 @@ from learnscope.train.optim import make_optimizer, set_lr
 from learnscope.train.passes import activation_bytes_per_example, examples_per_pass
 
 ProbeCallback = Callable[[int, dict[str, torch.Tensor]], None]
+StepCallback = Callable[[int], None]
+DivergeCallback = Callable[[int, int], None]  # (seed, step)
 SOFTMAX_MIN_WIDTH = 16
 
 
@@ -52,6 +61,9 @@ class Trainer:
         self.interventions = [iv.build(self) for iv in experiment.interventions]
         self.step = 0  # updates done so far
         self.last_loss = torch.full((len(self.seeds),), float("nan"), device=self.device)
+        self.diverged = torch.zeros(len(self.seeds), dtype=torch.bool)  # frozen members
+        self._held: list[torch.Tensor] = []  # parameters the diverged members are frozen at
+        self.on_diverge: DivergeCallback | None = None
 
     @property
     def members(self) -> int:
@@ -104,12 +116,12 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         n = y.shape[1]
         chunk = self.examples_per_pass
-        self.last_loss = torch.zeros(len(self.seeds), device=self.device)
+        task_loss = None
         for start in range(0, n, chunk):
             # Gradients accumulate over passes of at most `chunk` examples per seed, each
             # weighted by its share of the batch: the batch mean, with activations small
             # enough to stay in cache. Intervention loss terms must be means over examples
-            # or independent of them, as the task loss is. (One pass: share 1, exact.)
+            # or independent of them, as the task loss is.
             xc, yc = x[:, start : start + chunk], y[:, start : start + chunk]
             share = yc.shape[1] / n
             outputs = self.model(xc)
@@ -119,14 +131,89 @@ class Trainer:
                 extra = state.loss(self, outputs, yc)
                 if extra is not None:
                     loss = loss + extra
-            (loss.sum() * share).backward()
-            self.last_loss += task.detach() * share
+            if share == 1:  # one pass (most runs): skip two ops of a few microseconds each
+                loss.sum().backward()
+                task_loss = task.detach()
+            else:
+                (loss.sum() * share).backward()
+                task_loss = task.detach() * share if task_loss is None else task_loss + task.detach() * share
+        self.last_loss = task_loss
+        self._check_divergence()
+        faults.point("step")
         for state in self.interventions:
             state.after_backward(self)
         self.optimizer.step()
         for state in self.interventions:
             state.after_step(self)
+        if self._held:
+            self._restore_diverged()
         self.step += 1
+
+    # ------------------------------------------------------------ divergence
+
+    def _check_divergence(self) -> None:
+        """Freeze members whose loss is no longer finite, before the update that
+        would carry the non-finite values into their parameters. One host read
+        of S losses per step: under a microsecond on a CPU."""
+        losses = self.last_loss.tolist()
+        if all(map(math.isfinite, losses)):
+            return
+        new = [k for k, loss in enumerate(losses) if not math.isfinite(loss) and not self.diverged[k]]
+        if not new:
+            return
+        with torch.no_grad():
+            if not self._held:
+                self._held = [p.detach().clone() for p in self.params]
+            for p, held in zip(self.params, self._held):
+                held[new] = p[new]
+        self.diverged[new] = True
+        for k in new:
+            if self.on_diverge is not None:
+                self.on_diverge(self.seeds[k], self.step)
+
+    @torch.no_grad()
+    def _restore_diverged(self) -> None:
+        mask = self.diverged.to(self.device)
+        for p, held in zip(self.params, self._held):
+            p.copy_(torch.where(mask.view(-1, *([1] * (p.dim() - 1))), held, p))
+
+    # ------------------------------------------------------------ state
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """(tensors, metadata) from which `load_state` continues this run exactly."""
+        tensors = {f"param/{name}": p.detach() for name, p in self.model.named_parameters()}
+        optimizer = self.optimizer.state_dict()
+        for index, entries in optimizer["state"].items():
+            for key, value in entries.items():
+                if value is not None:  # SGD without momentum keeps a None buffer
+                    tensors[f"optimizer/{index}/{key}"] = value
+        for j, intervention in enumerate(self.interventions):
+            for key, value in intervention.state_dict().items():
+                tensors[f"intervention/{j}/{key}"] = value
+        tensors["diverged"] = self.diverged
+        meta = {"step": self.step, "seeds": self.seeds, "param_groups": optimizer["param_groups"]}
+        return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, meta
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        if meta["seeds"] != self.seeds:
+            raise ValueError(f"the checkpoint holds seeds {meta['seeds']}, this trainer {self.seeds}")
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                p.copy_(tensors[f"param/{name}"])
+        optimizer_state: dict[int, dict[str, torch.Tensor]] = {}
+        interventions: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            kind, _, rest = key.partition("/")
+            if kind in ("optimizer", "intervention"):
+                index, _, name = rest.partition("/")
+                target = optimizer_state if kind == "optimizer" else interventions
+                target.setdefault(int(index), {})[name] = value
+        self.optimizer.load_state_dict({"state": optimizer_state, "param_groups": meta["param_groups"]})
+        for j, intervention in enumerate(self.interventions):
+            intervention.load_state_dict(interventions.get(j, {}))
+        self.diverged = tensors["diverged"].clone()
+        self._held = [p.detach().clone() for p in self.params] if bool(self.diverged.any()) else []
+        self.step = int(meta["step"])
 
     # ------------------------------------------------------------ probing
 
@@ -138,17 +225,19 @@ class Trainer:
             metrics.update(probe.measure(ctx))
         return metrics
 
-    def run(self, on_probe: ProbeCallback | None = None, on_step: Callable[[int], None] | None = None) -> None:
+    def run(self, on_probe: ProbeCallback | None = None, on_step: StepCallback | None = None,
+            on_checkpoint: StepCallback | None = None) -> None:
         """Train from the current step to the recipe's last step, calling
-        `on_probe(step, metrics)` at every probe step."""
-        probe_steps = self.recipe.probe_steps()
-        pending = [s for s in probe_steps if s >= self.step]
-        if pending and pending[0] == self.step and on_probe is not None:
+        `on_probe(step, metrics)` at every probe step (the current one included)
+        and `on_checkpoint(step)` at every checkpoint step after it."""
+        recipe = self.recipe
+        if recipe.is_probe_step(self.step) and on_probe is not None:
             on_probe(self.step, self.measure())
-        probe_at = set(pending)
-        while self.step < self.recipe.steps:
+        while self.step < recipe.steps:
             self.train_step()
             if on_step is not None:
                 on_step(self.step)
-            if self.step in probe_at and on_probe is not None:
+            if recipe.is_probe_step(self.step) and on_probe is not None:
                 on_probe(self.step, self.measure())
+            if recipe.is_checkpoint_step(self.step) and on_checkpoint is not None:
+                on_checkpoint(self.step)
