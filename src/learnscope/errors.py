@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
+
+# what str.splitlines() breaks at: user text quoted in a message (a key, a name, a path) must not add lines
+_LINE_BREAKS = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 class LearnscopeError(Exception):
     """Bad input or a missing resource, with a message fit for one line.
 
     Deliberately not a ValueError: pydantic would otherwise swallow it inside
-    validators and re-wrap it, losing the message we composed.
+    validators and re-wrap it, losing the message we composed. Line breaks in
+    the message (from quoted user text) are escaped, so it stays one line.
     """
+
+    def __init__(self, message: str = ""):
+        super().__init__(_LINE_BREAKS.sub(lambda m: repr(m.group())[1:-1], str(message)))
 
 
 class SpecError(LearnscopeError):

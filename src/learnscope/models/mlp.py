@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from learnscope import registry
 from learnscope.errors import SpecError
@@ -31,13 +31,20 @@ class MLP(Model):
     mirror_init: bool = False
     bias: bool = True
 
-    @model_validator(mode="after")
-    def _widths_positive(self):
-        if any(w < 1 for w in self.hidden):
+    @field_validator("hidden")
+    @classmethod
+    def _widths_positive(cls, hidden):
+        if any(w < 1 for w in hidden):
             raise ValueError("every hidden width must be at least 1")
-        if self.mirror_init and self.hidden[-1] % 2:
-            raise ValueError("mirror_init needs an even last hidden width")
-        return self
+        return hidden
+
+    @field_validator("mirror_init")
+    @classmethod
+    def _mirror_needs_even_width(cls, mirror_init, info):
+        hidden = info.data.get("hidden")
+        if mirror_init and hidden and hidden[-1] % 2:
+            raise ValueError(f"mirror_init needs an even last hidden width; hidden ends in {hidden[-1]}")
+        return mirror_init
 
     def build(self, info: TaskInfo, seeds: Sequence[int]) -> EnsembleModel:
         net = MLPNetwork(self, info, len(seeds))

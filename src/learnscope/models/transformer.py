@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 from torch import nn
 
 from learnscope import registry
@@ -30,11 +30,13 @@ class Transformer(Model):
     activation: Literal["relu", "gelu"] = "relu"
     output_scale: float = Field(1.0, gt=0)
 
-    @model_validator(mode="after")
-    def _heads_divide(self):
-        if self.d_model % self.heads:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
-        return self
+    @field_validator("heads")
+    @classmethod
+    def _heads_divide(cls, heads, info):
+        d_model = info.data.get("d_model")
+        if d_model is not None and d_model % heads:
+            raise ValueError(f"must divide d_model ({d_model})")
+        return heads
 
     def build(self, info: TaskInfo, seeds: Sequence[int]) -> EnsembleModel:
         require_tokens(info, "transformer")

@@ -13,7 +13,7 @@ With label noise the train split is also offered as `train_clean` and
 from __future__ import annotations
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from learnscope import registry
 from learnscope.seeding import generator
@@ -30,11 +30,24 @@ class GaussianMixture(Task):
     label_noise: float = Field(0.0, ge=0, le=1, description="fraction of training labels replaced by another class")
     imbalance: float = Field(1.0, ge=1, description="ratio of the largest class's frequency to the smallest's")
 
-    @model_validator(mode="after")
-    def _enough_samples(self):
-        if self.classes > self.samples:
-            raise ValueError(f"classes ({self.classes}) exceed samples ({self.samples})")
-        return self
+    @field_validator("samples")
+    @classmethod
+    def _enough_samples(cls, samples, info):
+        classes = info.data.get("classes")
+        if classes is not None and classes > samples:
+            raise ValueError(f"must be at least classes ({classes})")
+        return samples
+
+    @field_validator("label_noise")
+    @classmethod
+    def _noise_leaves_both_splits(cls, label_noise, info):
+        samples = info.data.get("samples")
+        noisy = round(label_noise * samples) if samples is not None else None
+        if label_noise > 0 and noisy is not None and not 0 < noisy < samples:
+            raise ValueError(
+                f"gives {noisy} noisy labels of {samples}; train_clean and train_noisy must both be non-empty"
+            )
+        return label_noise
 
     def info(self) -> TaskInfo:
         splits = ("train", "test") + (("train_clean", "train_noisy") if self.label_noise > 0 else ())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from learnscope import registry
 from learnscope.seeding import generator
@@ -29,11 +29,24 @@ class ModularArithmetic(Task):
     op: Literal["+", "-", "−", "*", "×", "x", "/", "÷"] = "+"
     train_fraction: float = Field(0.4, gt=0, lt=1)
 
-    @model_validator(mode="after")
-    def _division_needs_prime(self):
-        if _OPS[self.op] == "/" and not _is_prime(self.p):
-            raise ValueError(f"division needs a prime modulus; {self.p} is not prime")
-        return self
+    @field_validator("op")
+    @classmethod
+    def _division_needs_prime(cls, op, info):
+        p = info.data.get("p")
+        if _OPS[op] == "/" and p is not None and not _is_prime(p):
+            raise ValueError(f"division needs a prime modulus; p = {p} is not prime")
+        return op
+
+    @field_validator("train_fraction")
+    @classmethod
+    def _both_splits_non_empty(cls, train_fraction, info):
+        p, op = info.data.get("p"), info.data.get("op")
+        if p is not None and op is not None:
+            n = p * (p - 1 if _OPS[op] == "/" else p)  # the table's size, as build() makes it
+            n_train = int(round(n * train_fraction))
+            if not 0 < n_train < n:
+                raise ValueError(f"gives {n_train} training examples of {n}; both splits must be non-empty")
+        return train_fraction
 
     def info(self) -> TaskInfo:
         return TaskInfo("tokens", (3,), self.p, "cross_entropy", ("train", "test"), vocab_size=self.p + 1)
