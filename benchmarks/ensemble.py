@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmarks.configs import CONFIGS, Config
 from benchmarks.timing import interleaved, median_time
 from learnscope.spec import Experiment
+from learnscope.train.passes import PassPlan
 from learnscope.train.trainer import Trainer
 
 SEEDS = (1, 4, 16, 64)
@@ -47,7 +48,7 @@ def step_flops(config: Config) -> int:
     step, so that work learnscope skips (the final transformer block's unread
     positions) is not counted as done."""
     trainer = config.trainer(1)
-    trainer.examples_per_pass = trainer.sampler.batch_size or trainer.sampler.n  # one pass: count once
+    trainer.plan = PassPlan(seeds=1, examples=trainer.sampler.batch_size or trainer.sampler.n)  # one pass
     return counted_flops(trainer.train_step)
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from learnscope.spec import Experiment
+from learnscope.train.passes import PassPlan
 from learnscope.train.trainer import Trainer
 
 STEPS = 50
@@ -180,22 +181,39 @@ def test_minibatch_order_independent_of_ensemble_mates():
     [
         (MODULAR, {"name": "mlp", "embed": 8, "hidden": [32]}),
         ({"name": "teacher-student", "input_dim": 5, "samples": 90}, {"name": "mlp", "hidden": [16]}),
+        (MODULAR, {"name": "transformer", "d_model": 16, "heads": 2, "d_mlp": 32}),
     ],
-    ids=["cross-entropy", "mse"],
+    ids=["cross-entropy", "mse", "transformer"],
 )
-def test_microbatches_accumulate_the_full_batch_gradient(task, model):
-    """Passes of `microbatch` examples, each weighted by its share, give the
-    full-batch gradient and loss (up to float reassociation)."""
+@pytest.mark.parametrize("plan", [(1, 16), (1, 1000), (2, 1000), (2, 7), (3, 40)], ids=lambda p: f"{p[0]}-seeds-{p[1]}-examples")
+def test_passes_accumulate_the_full_batch_gradient(task, model, plan):
+    """Passes over groups of seeds and shares of the batch, each weighted by
+    its share, give the one-pass gradient and loss (up to float reassociation)."""
     grads, losses = [], []
-    for microbatch in (None, 16):
-        spec = {"task": task, "model": model, "seeds": [0, 1],
-                "recipe": {"optimizer": "sgd", "lr": 0.1, "steps": 1, "microbatch": microbatch}}
+    for passes in (None, PassPlan(*plan)):
+        spec = {"task": task, "model": model, "seeds": [0, 1, 2],
+                "recipe": {"optimizer": "sgd", "lr": 0.1, "steps": 1}}
         trainer = Trainer(Experiment.model_validate(spec))
+        trainer.plan = passes or PassPlan(3, 10**6)
         trainer.optimizer.step = lambda: None  # keep the gradient, skip the update
         trainer.train_step()
         grads.append([p.grad.clone() for p in trainer.params])
         losses.append(trainer.last_loss.clone())
+    assert len(trainer.plan.passes(3, trainer.sampler.n)) > 1
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-6, atol=1e-7)
     for full, accumulated in zip(*grads):
         assert full.abs().max() > 0
         torch.testing.assert_close(accumulated, full, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("case", ["mlp-grokfast-ema-warmup-cosine", "transformer-grokfast-ma-warmup-cosine"])
+def test_member_of_seed_groups_equals_single_run(case):
+    """Trained in groups of two seeds (as large models are), each member still
+    equals its single run."""
+    grouped = Trainer(experiment(CASES[case], ENSEMBLE))
+    grouped.plan = PassPlan(seeds=2, examples=grouped.plan.examples)
+    grouped.run()
+    for k, seed in enumerate(ENSEMBLE):
+        single, _ = train(CASES[case], [seed])
+        for p_group, p_single in zip(grouped.params, single.params):
+            torch.testing.assert_close(p_group[k], p_single[0], rtol=PARAM_RTOL, atol=PARAM_ATOL)

@@ -84,7 +84,8 @@ class Embedding(StackedModule):
         self.register_buffer("_offsets", torch.arange(members) * vocab, persistent=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        offsets = self._offsets.view(-1, *([1] * (tokens.dim() - 1)))
+        # relative to this call's table: a pass over a group of members sees only their slices
+        offsets = self._offsets[: self.weight.shape[0]].view(-1, *([1] * (tokens.dim() - 1)))
         return F.embedding(tokens + offsets, self.weight.view(-1, self.weight.shape[-1]))
 
 

@@ -26,8 +26,12 @@ class Intervention(InterventionSpec):
 
 
 class InterventionState:
-    def loss(self, trainer: Trainer, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
-        """An extra loss per seed, shape [S], or None."""
+    def loss(self, trainer: Trainer, outputs: torch.Tensor, targets: torch.Tensor, members: slice
+             ) -> torch.Tensor | None:
+        """An extra loss for the seeds `members` (a slice of the ensemble: large
+        models train in groups of seeds) given their outputs and targets on one
+        pass, shape [len(members)], or None. A mean over the pass's examples, or
+        independent of them (e.g. a penalty on trainer.params[k][members])."""
         return None
 
     def after_backward(self, trainer: Trainer) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call
 
 from learnscope import faults
 from learnscope.errors import SpecError
@@ -27,7 +28,7 @@ from learnscope.spec import Experiment
 from learnscope.train.allocator import keep_freed_memory
 from learnscope.train.data import BatchSampler, EnsembleData
 from learnscope.train.optim import make_optimizer, set_lr
-from learnscope.train.passes import activation_bytes_per_example, examples_per_pass
+from learnscope.train.passes import PassPlan, activation_bytes_per_example, plan_passes
 
 ProbeCallback = Callable[[int, dict[str, torch.Tensor]], None]
 StepCallback = Callable[[int], None]
@@ -56,7 +57,8 @@ class Trainer:
                 "recipe.batch_size", f"{self.recipe.batch_size} exceeds the {n_train} training examples"
             )
         self.sampler = BatchSampler(self.seeds, n_train, self.recipe.batch_size)
-        self.examples_per_pass = self._examples_per_pass()
+        self.plan = self._plan_passes()
+        self._param_names = [name for name, p in self.model.named_parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.recipe, self.params)
         self.interventions = [iv.build(self) for iv in experiment.interventions]
         self.step = 0  # updates done so far
@@ -82,12 +84,10 @@ class Trainer:
             needs.merge(probe.needs(self.info))
         return needs
 
-    def _examples_per_pass(self) -> int:
-        batch = self.sampler.batch_size if not self.sampler.full_batch else self.sampler.n
-        if self.recipe.microbatch is not None:
-            return min(self.recipe.microbatch, batch)
+    def _plan_passes(self) -> PassPlan:
+        batch = self.sampler.n if self.sampler.full_batch else self.sampler.batch_size
         per_example = activation_bytes_per_example(self.loss_per_seed_of, self.train_x, self.train_y)
-        return examples_per_pass(self.members, batch, per_example)
+        return plan_passes(self.members, batch, per_example, self.recipe.microbatch)
 
     # ------------------------------------------------------------ training
 
@@ -115,28 +115,34 @@ class Trainer:
         x, y = self.batch()
         self.optimizer.zero_grad(set_to_none=True)
         n = y.shape[1]
-        chunk = self.examples_per_pass
-        task_loss = None
-        for start in range(0, n, chunk):
-            # Gradients accumulate over passes of at most `chunk` examples per seed, each
-            # weighted by its share of the batch: the batch mean, with activations small
-            # enough to stay in cache. Intervention loss terms must be means over examples
-            # or independent of them, as the task loss is.
-            xc, yc = x[:, start : start + chunk], y[:, start : start + chunk]
+        passes = self.plan.passes(self.members, n)
+        grouped = self.plan.seeds < self.members
+        if grouped:
+            for p in self.params:
+                p.grad = torch.zeros_like(p)
+        task_loss = None if len(passes) == 1 else torch.zeros(self.members, device=self.device)
+        for members, examples in passes:
+            # Each pass is a group of seeds on a share of the batch; gradients accumulate,
+            # weighted by the share: the batch mean. Intervention loss terms must be means
+            # over examples or independent of them, as the task loss is.
+            xc, yc = x[members, examples], y[members, examples]
             share = yc.shape[1] / n
-            outputs = self.model(xc)
+            leaves = self._group_leaves(members) if grouped else None
+            outputs = self.model(xc) if leaves is None else functional_call(self.model, leaves, (xc,))
             task = self.loss_per_seed(outputs, yc)
             loss = task
             for state in self.interventions:
-                extra = state.loss(self, outputs, yc)
+                extra = state.loss(self, outputs, yc, members)
                 if extra is not None:
                     loss = loss + extra
-            if share == 1:  # one pass (most runs): skip two ops of a few microseconds each
-                loss.sum().backward()
+            (loss.sum() * share if share != 1 else loss.sum()).backward()
+            if leaves is not None:
+                for p, leaf in zip(self.params, leaves.values()):
+                    p.grad[members] += leaf.grad
+            if task_loss is None:  # one pass (most runs): no accumulation
                 task_loss = task.detach()
             else:
-                (loss.sum() * share).backward()
-                task_loss = task.detach() * share if task_loss is None else task_loss + task.detach() * share
+                task_loss[members] += task.detach() * share
         self.last_loss = task_loss
         self._check_divergence()
         faults.point("step")
@@ -148,6 +154,12 @@ class Trainer:
         if self._held:
             self._restore_diverged()
         self.step += 1
+
+    def _group_leaves(self, members: slice) -> dict[str, torch.Tensor]:
+        """The group's slices of every parameter, as leaves of their own: a pass
+        over them computes gradients of the group alone (slicing the parameters
+        inside the graph would build a full-size gradient per group)."""
+        return {name: p.detach()[members].requires_grad_() for name, p in zip(self._param_names, self.params)}
 
     # ------------------------------------------------------------ divergence
 
