@@ -29,7 +29,7 @@ def arm_overhead(trainer: Trainer, store: Store, run_id: str) -> dict:
     for _ in range(3):  # leave initialization: steady-state steps
         trainer.train_step()
     times = interleaved({"step": trainer.train_step, "probe": probe_step}, repeats=5, warmup=1, target_seconds=0.2)
-    probes = recipe.probe_count()
+    probes = trainer.probe_count()
     train = recipe.steps * times["step"]
     probing = probes * times["probe"]
     return {"steps": recipe.steps, "probe_steps": probes, "step_s": times["step"], "probe_s": times["probe"],

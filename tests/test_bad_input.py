@@ -141,7 +141,7 @@ def write_spec(directory: Path, spec: Any, fmt: str) -> Path:
     if fmt == "json":
         path.write_text(json.dumps(spec))
     else:
-        path.write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))  # escaped: line breaks in keys survive
     assert repr(load_spec_file(path)) == repr(spec), "the file does not hold the intended spec"
     return path
 

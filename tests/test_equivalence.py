@@ -166,7 +166,7 @@ def test_minibatch_order_independent_of_ensemble_mates():
     case = CASES["mlp-vector-sgd-momentum-minibatch"]
     alone = Trainer(experiment(case, [3]))
     shared = Trainer(experiment(case, [1, 3, 5]))
-    per_epoch = alone.sampler.per_epoch
+    per_epoch = alone.sampler.n // alone.recipe.batch_size
     for step in (0, 1, per_epoch - 1, per_epoch, 3 * per_epoch + 2):  # within and across epochs
         a, s = alone.sampler.indices(step), shared.sampler.indices(step)
         assert torch.equal(a[0], s[1]), step

@@ -68,7 +68,7 @@ def needed_bytes(trainers: Sequence[Trainer]) -> int:
     total = STORE_MARGIN_BYTES
     for trainer in trainers:
         names = [n for probe in trainer.experiment.probes for n in probe.metric_names(trainer.info)]
-        total += trainer.recipe.probe_count() * len(names) * trainer.members * ROW_BYTES
+        total += trainer.probe_count() * len(names) * trainer.members * ROW_BYTES
         param_bytes = sum(p.numel() * p.element_size() for p in trainer.params)
         optimizer_slots = {"sgd": 1, "adam": 2, "adamw": 2}[trainer.recipe.optimizer]
         total += 2 * param_bytes * (1 + optimizer_slots + len(trainer.interventions))

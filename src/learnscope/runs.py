@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from learnscope.catalog.base import Verdict
+from learnscope.catalog.base import ArmData, Verdict
+from learnscope.continual import arm_measures
 from learnscope.stats import summarize
 from learnscope.store.sqlite import RunRecord, Store
 
@@ -43,16 +44,35 @@ class Run:
         """Per arm, the seeds that diverged (frozen, left out of statistics): seed -> step."""
         return {arm.arm or "": found for arm in self.arms if (found := self.store.diverged(arm.id))}
 
-    def final(self) -> pd.DataFrame:
-        """The last recorded value of every metric, per arm and seed, without
-        the seeds that diverged in any arm."""
+    def arm_data(self) -> dict[str, ArmData]:
+        """Each arm's metrics as per-seed arrays, without the seeds that diverged in any arm."""
         frame = self.metrics
         left_out = {seed for seeds in self.diverged.values() for seed in seeds}
-        frame = frame[~frame["seed"].isin(left_out)]
-        if frame.empty:
-            return frame
-        last = frame.sort_values("step").groupby(["arm", "name", "seed"], sort=False).tail(1)
-        return last.sort_values(["arm", "name", "seed"]).reset_index(drop=True)
+        return {arm.arm or "": ArmData(arm, frame[frame["run_id"] == arm.id], left_out) for arm in self.arms}
+
+    def final(self) -> pd.DataFrame:
+        """The last recorded value of every metric, per arm and seed, without
+        the seeds that diverged in any arm; for a stream, also the continual
+        measures (`continual/...`, see learnscope.continual) at the last step."""
+        frames = []
+        for label, data in self.arm_data().items():
+            frame = data.frame[data.frame["seed"].isin(data.seeds)]
+            if frame.empty:
+                continue
+            last = frame.sort_values("step").groupby(["name", "seed"], sort=False).tail(1)
+            frames.append(last.assign(arm=label))
+            derived = arm_measures(data)
+            if derived:
+                step = int(frame["step"].max())
+                frames.append(pd.DataFrame([
+                    {"run_id": data.record.id, "arm": label, "seed": seed, "step": step, "name": f"continual/{name}",
+                     "value": float(value)}
+                    for name, values in derived.items() for seed, value in zip(data.seeds, values)
+                ]))
+        if not frames:
+            return pd.DataFrame(columns=["run_id", "arm", "seed", "step", "name", "value"])
+        final = pd.concat(frames, ignore_index=True)[["run_id", "arm", "seed", "step", "name", "value"]]
+        return final.sort_values(["arm", "name", "seed"]).reset_index(drop=True)
 
     def summary(self) -> pd.DataFrame:
         """Per arm and metric: mean, std and 95% bootstrap CI across seeds,

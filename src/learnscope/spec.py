@@ -117,6 +117,9 @@ class Recipe(Parameters):
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
     probe_every: int | None = Field(100, ge=1)
     probe_log_points: int = Field(16, ge=0)
+    probe_after_switch: int = Field(
+        0, ge=0, description="streams: also probe each of this many updates after every switch of experience"
+    )
     checkpoint_every: int | None = Field(
         1000, ge=1, description="steps between checkpoints (also one at the last step); None: only the last"
     )
@@ -264,13 +267,13 @@ def _resolve_components(data: Mapping) -> dict:
         if key in ("probes", "interventions"):
             if not isinstance(value, list):
                 raise SpecError(key, "must be a list of component names or {name: ..., ...} entries")
-            data[key] = [_component(reg, base, item, f"{key}[{i}]") for i, item in enumerate(value)]
+            data[key] = [resolve_component(reg, base, item, f"{key}[{i}]") for i, item in enumerate(value)]
         else:
-            data[key] = _component(reg, base, value, key)
+            data[key] = resolve_component(reg, base, value, key)
     return data
 
 
-def _component(reg: registry.Registry, base: type[Component], value: Any, path: str) -> Component:
+def resolve_component(reg: registry.Registry, base: type[Component], value: Any, path: str) -> Component:
     if isinstance(value, base):
         return value
     if isinstance(value, str):

@@ -57,5 +57,6 @@ class Accuracy(_PerSplit):
         metrics = {}
         for split in self._splits(ctx.info):
             outputs, targets = self.outputs_and_targets(ctx, split)
-            metrics[f"accuracy/{split}"] = (outputs.argmax(-1) == targets).float().mean(1)
+            predicted = ctx.info.restrict_outputs(outputs, targets).argmax(-1)
+            metrics[f"accuracy/{split}"] = (predicted == targets).float().mean(1)
         return metrics

@@ -12,10 +12,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from learnscope import registry
-from learnscope.catalog.base import ArmData, Verdict
+from learnscope.catalog.base import Verdict
+from learnscope.continual import Stream, accuracy_matrix, arm_measures
 from learnscope.errors import LearnscopeError
-from learnscope.report.page import page, summary_table, verdict_block
-from learnscope.report.plots import Series, curve_figures
+from learnscope.report.page import page, ranking_table, summary_table, verdict_block
+from learnscope.report.plots import Series, accuracy_matrix_figure, curve_figures
 from learnscope.store.sqlite import Store
 
 
@@ -36,9 +37,14 @@ def write_report(store: Store, run_ids: Sequence[str], out: str | Path | None = 
 
     series, sections, extra = [], [], []
     for run in runs:
-        arms = {a.arm or a.name: ArmData(a, store.metrics(a.id)) for a in run.arms}
+        arms = {label or run.record.name: data for label, data in run.arm_data().items()}
         for label, data in arms.items():
-            series.append(Series(label if len(runs) == 1 else f"{run.id}:{label}", data))
+            name = label if len(runs) == 1 else f"{run.id}:{label}"
+            stream = Stream.of(data.record.spec)
+            switches = tuple(block.start for block in stream.switches()) if stream else ()
+            series.append(Series(name, data, switches))
+            if stream is not None and arm_measures(data) is not None:
+                extra.append((f"{name} accuracy matrix", accuracy_matrix_figure(name, accuracy_matrix(data, stream)[0])))
         record = run.record
         sections.append(
             f"<h2>{html.escape(record.id)}</h2><p>{html.escape(record.name)} · status <b>{record.status}</b>"
@@ -47,7 +53,9 @@ def write_report(store: Store, run_ids: Sequence[str], out: str | Path | None = 
         )
         verdict = run.verdict
         sections.append(verdict_block(record.name, verdict))
-        sections.append(summary_table(run.summary()))
+        summary = run.summary()
+        sections.append(ranking_table(summary))
+        sections.append(summary_table(summary))
         if record.kind == "phenomenon" and record.name in registry.phenomena:
             phenomenon = registry.phenomena.get(record.name)()
             extra.extend(phenomenon.figures(arms))

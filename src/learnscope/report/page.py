@@ -33,6 +33,28 @@ def summary_table(summary: pd.DataFrame) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def ranking_table(summary: pd.DataFrame) -> str:
+    """Arms ranked by their continual measures (streams with several arms, e.g.
+    strategies on one stream): best average accuracy first, then backward transfer."""
+    measures = summary[summary["metric"].str.startswith("continual/")]
+    if measures["arm"].nunique() < 2:
+        return ""
+    table = measures.pivot(index="arm", columns="metric")
+    order = table[("mean", "continual/average_accuracy")].sort_values(ascending=False).index
+    names = ["continual/average_accuracy", "continual/backward_transfer", "continual/forgetting",
+             "continual/forward_transfer"]
+    names = [n for n in names if ("mean", n) in table.columns]
+    head = "<tr><th>rank</th><th>arm</th>" + "".join(f"<th>{html.escape(n.split('/')[1])} (95% CI)</th>" for n in names)
+    rows = []
+    for rank, arm in enumerate(order, 1):
+        cells = "".join(
+            f"<td>{fmt(table.loc[arm, ('mean', n)])} [{fmt(table.loc[arm, ('ci_low', n)])}, "
+            f"{fmt(table.loc[arm, ('ci_high', n)])}]</td>" for n in names
+        )
+        rows.append(f"<tr><td>{rank}</td><td>{html.escape(arm)}</td>{cells}</tr>")
+    return f"<h3>Ranking by average accuracy</h3><table>{head}</tr>{''.join(rows)}</table>"
+
+
 def verdict_block(name: str, verdict) -> str:
     if verdict is None:
         return ""

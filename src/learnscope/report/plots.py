@@ -21,6 +21,7 @@ from learnscope.catalog.base import ArmData  # noqa: E402
 class Series:
     label: str
     arm: ArmData
+    switches: tuple[int, ...] = ()  # steps where a stream switches experience, marked on the curves
 
 
 def family(metric: str) -> str:
@@ -64,11 +65,15 @@ def family_figure(name: str, metrics: list[str], series: list[Series]) -> Figure
             if finite.size:
                 positive &= bool((finite > 0).all())
                 span = (min(span[0], finite.min()), max(span[1], finite.max()))
-    ax.set_xscale("symlog", linthresh=1)
+    switches = sorted({step for s in series for step in s.switches})
+    for step in switches:  # a stream: equal blocks read best on a linear axis, switches marked
+        ax.axvline(step, color="0.6", linewidth=0.8, linestyle=":")
+    if not switches:
+        ax.set_xscale("symlog", linthresh=1)
     ax.set_xlim(left=0)
     if positive and span[1] > 100 * span[0] > 0:
         ax.set_yscale("log")
-    ax.set_xlabel("step (log scale)")
+    ax.set_xlabel("step (dotted: switch of experience)" if switches else "step (log scale)")
     ax.set_ylabel(name)
     ax.set_title(f"{name} — mean across seeds, band: min to max seed", fontsize=10)
     ax.grid(True, alpha=0.3)
@@ -79,3 +84,24 @@ def family_figure(name: str, metrics: list[str], series: list[Series]) -> Figure
 
 def curve_figures(series: list[Series]) -> list[tuple[str, Figure]]:
     return [(name, family_figure(name, metrics, series)) for name, metrics in metric_families(series).items()]
+
+
+def accuracy_matrix_figure(label: str, R: np.ndarray) -> Figure:
+    """Heatmap of the accuracy matrix, mean across seeds: R[i, j] is the accuracy
+    on experience j after training on experience i."""
+    mean = np.nanmean(R, axis=0)
+    E = mean.shape[0]
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * E, 1.0 + 0.6 * E), dpi=110)
+    image = ax.imshow(mean, vmin=0, vmax=1, cmap="viridis")
+    for i in range(E):
+        for j in range(E):
+            ax.text(j, i, f"{mean[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if mean[i, j] < 0.6 else "black")
+    ax.set_xticks(range(E))
+    ax.set_yticks(range(E))
+    ax.set_xlabel("accuracy on experience j")
+    ax.set_ylabel("after training on experience i")
+    ax.set_title(f"{label}: accuracy matrix (mean of {R.shape[0]} seeds)", fontsize=10)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig

@@ -1,8 +1,14 @@
 """Tasks: data with named splits, generated deterministically per seed."""
 
 from learnscope.tasks.base import Dataset, Task, TaskInfo
+from learnscope.tasks.digits import Digits
 from learnscope.tasks.gaussian_mixture import GaussianMixture
+from learnscope.tasks.image_files import ImageFiles
 from learnscope.tasks.modular_arithmetic import ModularArithmetic
+from learnscope.tasks.streams import PermutedStream, SplitStream
 from learnscope.tasks.teacher_student import TeacherStudent
 
-__all__ = ["Dataset", "GaussianMixture", "ModularArithmetic", "Task", "TaskInfo", "TeacherStudent"]
+__all__ = [
+    "Dataset", "Digits", "GaussianMixture", "ImageFiles", "ModularArithmetic", "PermutedStream", "SplitStream", "Task",
+    "TaskInfo", "TeacherStudent",
+]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import torch
@@ -20,6 +21,10 @@ class TaskInfo:
     loss: Literal["cross_entropy", "mse"]
     splits: tuple[str, ...]
     vocab_size: int | None = None
+    experiences: int = 0  # a stream's experience count (its splits train/e, test/e); 0: not a stream
+    # task-incremental streams: the classes of each experience. Only the classes of an
+    # example's own experience compete for it (one head per task, the task id given).
+    class_groups: tuple[tuple[int, ...], ...] | None = None
 
     @property
     def is_classification(self) -> bool:
@@ -28,6 +33,31 @@ class TaskInfo:
     @property
     def num_classes(self) -> int | None:
         return self.output_dim if self.is_classification else None
+
+    def restrict_outputs(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Outputs with the logits outside each example's class group at -inf
+        (unchanged when the task has no groups): outputs [..., C], targets [...]."""
+        if self.class_groups is None:
+            return outputs
+        return outputs.masked_fill(~self._allowed.to(outputs.device)[targets], float("-inf"))
+
+    @cached_property
+    def _allowed(self) -> torch.Tensor:
+        """[C, C]: allowed[y, c] iff class c shares class y's group."""
+        allowed = torch.zeros(self.output_dim, self.output_dim, dtype=torch.bool)
+        for group in self.class_groups or ():
+            index = torch.tensor(group)
+            allowed[index.unsqueeze(1), index] = True
+        return allowed
+
+
+@dataclass(frozen=True)
+class Block:
+    """A stretch of training on one experience of a stream: updates start..stop-1."""
+
+    start: int
+    stop: int
+    experience: int
 
 
 @dataclass
@@ -47,6 +77,11 @@ class Task(TaskSpec):
 
     def build(self, seed: int) -> Dataset:
         raise NotImplementedError
+
+    def blocks(self, steps: int) -> list[Block] | None:
+        """For a stream: which experience each update trains on, as blocks
+        covering 0..steps. None for an ordinary task (one pool throughout)."""
+        return None
 
 
 def split_sizes(n: int, fraction: float, what: str) -> tuple[int, int]:

@@ -3,13 +3,15 @@ materialized once so the hot path only indexes (no DataLoader)."""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 
 from learnscope.errors import SpecError
 from learnscope.seeding import generator
-from learnscope.tasks.base import Task
+from learnscope.tasks.base import Block, Task
 
 
 class EnsembleData:
@@ -30,47 +32,86 @@ class EnsembleData:
     def size(self, split: str) -> int:
         return self.splits[split][1].shape[1]
 
+    def experience_ranges(self) -> list[tuple[int, int]]:
+        """For a stream: where each experience's examples lie in `train` (in order)."""
+        ends = [0]
+        for e in range(self.info.experiences):
+            ends.append(ends[-1] + self.size(f"train/{e}"))
+        return list(zip(ends[:-1], ends[1:]))
+
+
+Pool = Literal["current", "seen", "all"]
+
 
 class BatchSampler:
-    """Minibatches drawn without replacement, reshuffled every epoch.
+    """Minibatches drawn without replacement from the pool of training
+    examples, reshuffled every epoch of the pool.
 
-    Epoch e of seed s is a permutation drawn from a generator derived from
-    (s, "batch", e): the position in the stream is a function of the step
-    alone, so resuming needs no sampler state and seed k's batches are the
-    same in any ensemble. Incomplete last batches are dropped.
+    An ordinary task has one pool, every training example. A stream's pool
+    is the current block's experience (`current`), every experience met so
+    far (`seen`), or all of them from the start (`all`: joint training, the
+    upper bound). Epoch e of seed s is a permutation drawn from a generator
+    derived from (s, "batch", e), or (s, "batch", block, e) within a block:
+    the position in the stream is a function of the step alone, so resuming
+    needs no sampler state and seed k's batches are the same in any
+    ensemble. Incomplete last batches are dropped; a batch that covers the
+    whole pool is the pool itself.
     """
 
-    def __init__(self, seeds: Sequence[int], n: int, batch_size: int | None):
+    def __init__(self, seeds: Sequence[int], n: int, batch_size: int | None, blocks: list[Block] | None = None,
+                 ranges: list[tuple[int, int]] | None = None):
         self.seeds = list(seeds)
         self.n = n
         self.batch_size = batch_size
-        self.full_batch = batch_size is None or batch_size >= n
-        self.per_epoch = 1 if self.full_batch else n // batch_size
-        self._epoch = -1
+        self.blocks = blocks
+        self.ranges = ranges
+        self.pool_mode: Pool = "current"
+        self._starts = [b.start for b in blocks] if blocks else []
+        self._key: tuple | None = None
         self._perms: torch.Tensor | None = None
         self._offsets = (torch.arange(len(self.seeds)) * n).unsqueeze(1)  # seed s's examples start at s * n
 
-    def indices(self, step: int) -> torch.Tensor | None:
-        """Indices [S, B] of update number `step` (0-based); None = full batch."""
-        if self.full_batch:
-            return None
-        epoch, position = divmod(step, self.per_epoch)
-        if epoch != self._epoch:
-            self._perms = torch.stack(
-                [torch.randperm(self.n, generator=generator(seed, "batch", epoch)) for seed in self.seeds]
-            )
-            self._epoch = epoch
+    @property
+    def full_batch(self) -> bool:
+        return self.batch_size is None or self.batch_size >= self.largest_pool()
+
+    def largest_pool(self) -> int:
+        if not self.blocks or self.pool_mode == "all":
+            return self.n
+        return max(self._range(i)[1] - self._range(i)[0] for i in range(len(self.blocks)))
+
+    def block_index(self, step: int) -> int | None:
+        return bisect.bisect_right(self._starts, step) - 1 if self.blocks else None
+
+    def _range(self, block: int) -> tuple[int, int]:
+        if self.pool_mode == "seen":
+            return 0, self.ranges[max(b.experience for b in self.blocks[: block + 1])][1]
+        return self.ranges[self.blocks[block].experience]
+
+    def indices(self, step: int) -> torch.Tensor | slice:
+        """Indices [S, B] into `train` of update number `step` (0-based), or a
+        slice when the batch is the whole pool."""
+        block = self.block_index(step) if self.pool_mode != "all" else None
+        low, high = (0, self.n) if block is None else self._range(block)
+        size = high - low
+        if self.batch_size is None or self.batch_size >= size:
+            return slice(low, high)
+        per_epoch = size // self.batch_size
+        epoch, position = divmod(step - (0 if block is None else self.blocks[block].start), per_epoch)
+        key = ("batch", epoch) if block is None else ("batch", block, epoch)
+        if key != self._key:
+            self._perms = torch.stack([torch.randperm(size, generator=generator(seed, *key)) for seed in self.seeds])
+            self._key = key
         start = position * self.batch_size
-        return self._perms[:, start : start + self.batch_size]
+        return self._perms[:, start : start + self.batch_size] + low
 
     def take(self, step: int, *stacked: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The examples of update `step` from each per-seed tensor [S, n, ...],
-        as [S, B, ...]; the tensors themselves in full-batch mode. One
-        index_select over the flattened seed axis: indexing with a
-        broadcast (seed, example) pair is several times slower."""
+        as [S, B, ...]. One index_select over the flattened seed axis: indexing
+        with a broadcast (seed, example) pair is several times slower."""
         idx = self.indices(step)
-        if idx is None:
-            return stacked
+        if isinstance(idx, slice):
+            return tuple(t[:, idx] for t in stacked)
         flat = (idx + self._offsets).reshape(-1)
         return tuple(
             t.reshape(-1, *t.shape[2:]).index_select(0, flat.to(t.device)).view(t.shape[0], -1, *t.shape[2:])

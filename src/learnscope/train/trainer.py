@@ -51,16 +51,15 @@ class Trainer:
         self.probe_needs = self._check_probes()
 
         self.train_x, self.train_y = self.data.splits["train"]
-        n_train = self.train_y.shape[1]
-        if self.recipe.batch_size is not None and self.recipe.batch_size > n_train:
-            raise SpecError(
-                "recipe.batch_size", f"{self.recipe.batch_size} exceeds the {n_train} training examples"
-            )
-        self.sampler = BatchSampler(self.seeds, n_train, self.recipe.batch_size)
-        self.plan = self._plan_passes()
+        self.blocks = experiment.task.blocks(self.recipe.steps)
+        ranges = self.data.experience_ranges() if self.blocks else None
+        self.sampler = BatchSampler(self.seeds, self.train_y.shape[1], self.recipe.batch_size, self.blocks, ranges)
+        self._check_batch_size(ranges)
+        self._extra_probes = self._stream_probe_steps()
         self._param_names = [name for name, p in self.model.named_parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.recipe, self.params)
         self.interventions = [iv.build(self) for iv in experiment.interventions]
+        self.plan = self._plan_passes()  # after the interventions: they may change the pool (joint training)
         self.step = 0  # updates done so far
         self.last_loss = torch.full((len(self.seeds),), float("nan"), device=self.device)
         self.diverged = torch.zeros(len(self.seeds), dtype=torch.bool)  # frozen members
@@ -84,8 +83,34 @@ class Trainer:
             needs.merge(probe.needs(self.info))
         return needs
 
+    def _check_batch_size(self, ranges: list[tuple[int, int]] | None) -> None:
+        size = self.recipe.batch_size
+        pools = {"the": (0, self.sampler.n)} if ranges is None else {f"experience {e}'s": r for e, r in enumerate(ranges)}
+        for what, (low, high) in pools.items():
+            if size is not None and size > high - low:
+                raise SpecError("recipe.batch_size", f"{size} exceeds {what} {high - low} training examples")
+
+    def _stream_probe_steps(self) -> frozenset[int]:
+        """A stream is also probed at every block's end (the accuracy matrix) and at
+        each of the `probe_after_switch` updates after every switch (the stability gap)."""
+        window = self.recipe.probe_after_switch
+        if not self.blocks:
+            if window:
+                raise SpecError("recipe.probe_after_switch", "applies to streams of experiences; this task is not one")
+            return frozenset()
+        steps = {block.stop for block in self.blocks}
+        for block in self.blocks[1:]:
+            steps.update(range(block.start + 1, min(block.start + window, block.stop) + 1))
+        return frozenset(steps)
+
+    def is_probe_step(self, step: int) -> bool:
+        return self.recipe.is_probe_step(step) or step in self._extra_probes
+
+    def probe_count(self) -> int:
+        return self.recipe.probe_count() + sum(not self.recipe.is_probe_step(s) for s in self._extra_probes)
+
     def _plan_passes(self) -> PassPlan:
-        batch = self.sampler.n if self.sampler.full_batch else self.sampler.batch_size
+        batch = self.sampler.largest_pool() if self.sampler.full_batch else self.sampler.batch_size
         per_example = activation_bytes_per_example(self.loss_per_seed_of, self.train_x, self.train_y)
         return plan_passes(self.members, batch, per_example, self.recipe.microbatch)
 
@@ -98,6 +123,7 @@ class Trainer:
         """The task loss of each seed, averaged over its examples: [S]."""
         S = outputs.shape[0]
         if self.info.is_classification:
+            outputs = self.info.restrict_outputs(outputs, targets)
             classes = outputs.shape[-1]
             if classes < SOFTMAX_MIN_WIDTH:
                 # CPU log-softmax over fewer than 16 classes takes a scalar path ~8x slower per
@@ -111,15 +137,39 @@ class Trainer:
         return self.sampler.take(self.step, self.train_x, self.train_y)
 
     def train_step(self) -> None:
+        if self.blocks:
+            index = self.sampler.block_index(self.step)
+            if self.blocks[index].start == self.step:
+                for state in self.interventions:
+                    state.on_block(self, self.blocks[index], self.blocks[index - 1] if index else None)
         set_lr(self.optimizer, self.recipe, self.step)
         x, y = self.batch()
+        for state in self.interventions:
+            x, y = state.batch(self, x, y)
         self.optimizer.zero_grad(set_to_none=True)
+        self.last_loss = self.accumulate_gradients(x, y)
+        self._check_divergence()
+        faults.point("step")
+        for state in self.interventions:
+            state.after_backward(self)
+        self.optimizer.step()
+        for state in self.interventions:
+            state.after_step(self)
+        if self._held:
+            self._restore_diverged()
+        self.step += 1
+
+    def accumulate_gradients(self, x: torch.Tensor, y: torch.Tensor, interventions: bool = True) -> torch.Tensor:
+        """Add the gradient of the mean loss over the batch (x [S, B, ...], y [S, B, ...])
+        to every parameter's .grad, pass by pass; returns the task loss per seed [S].
+        `interventions`: add the interventions' loss terms (the training objective)."""
         n = y.shape[1]
         passes = self.plan.passes(self.members, n)
         grouped = self.plan.seeds < self.members
         if grouped:
             for p in self.params:
-                p.grad = torch.zeros_like(p)
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
         task_loss = None if len(passes) == 1 else torch.zeros(self.members, device=self.device)
         for members, examples in passes:
             # Each pass is a group of seeds on a share of the batch; gradients accumulate,
@@ -131,8 +181,8 @@ class Trainer:
             outputs = self.model(xc) if leaves is None else functional_call(self.model, leaves, (xc,))
             task = self.loss_per_seed(outputs, yc)
             loss = task
-            for state in self.interventions:
-                extra = state.loss(self, outputs, yc, members)
+            for state in self.interventions if interventions else ():
+                extra = state.loss(self, xc, outputs, yc, members)
                 if extra is not None:
                     loss = loss + extra
             (loss.sum() * share if share != 1 else loss.sum()).backward()
@@ -143,17 +193,20 @@ class Trainer:
                 task_loss = task.detach()
             else:
                 task_loss[members] += task.detach() * share
-        self.last_loss = task_loss
-        self._check_divergence()
-        faults.point("step")
-        for state in self.interventions:
-            state.after_backward(self)
-        self.optimizer.step()
-        for state in self.interventions:
-            state.after_step(self)
-        if self._held:
-            self._restore_diverged()
-        self.step += 1
+        return task_loss
+
+    def gradients(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+        """The task-loss gradient on a batch, one tensor per parameter, leaving
+        the parameters' .grad as it was (for strategies that need a second
+        gradient: A-GEM's reference gradient, EWC's Fisher information)."""
+        saved = [p.grad for p in self.params]
+        for p in self.params:
+            p.grad = None
+        self.accumulate_gradients(x, y, interventions=False)
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        for p, g in zip(self.params, saved):
+            p.grad = g
+        return grads
 
     def _group_leaves(self, members: slice) -> dict[str, torch.Tensor]:
         """The group's slices of every parameter, as leaves of their own: a pass
@@ -243,13 +296,13 @@ class Trainer:
         `on_probe(step, metrics)` at every probe step (the current one included)
         and `on_checkpoint(step)` at every checkpoint step after it."""
         recipe = self.recipe
-        if recipe.is_probe_step(self.step) and on_probe is not None:
+        if self.is_probe_step(self.step) and on_probe is not None:
             on_probe(self.step, self.measure())
         while self.step < recipe.steps:
             self.train_step()
             if on_step is not None:
                 on_step(self.step)
-            if recipe.is_probe_step(self.step) and on_probe is not None:
+            if self.is_probe_step(self.step) and on_probe is not None:
                 on_probe(self.step, self.measure())
             if recipe.is_checkpoint_step(self.step) and on_checkpoint is not None:
                 on_checkpoint(self.step)
