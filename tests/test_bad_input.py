@@ -775,7 +775,7 @@ BAD_FILES = {
     "empty.yaml": (b"", "must hold a mapping"),
     "comment-only.yml": (b"# nothing here\n\n", "must hold a mapping"),
     "empty.json": (b"", "is not valid JSON"),
-    "empty.toml": (b"", "task: missing; a task name or {name: ..., ...}; valid: gaussian-mixture"),
+    "empty.toml": (b"", "task: missing; a task name or {name: ..., ...}; valid: " + ", ".join(registry.tasks.names())),
     "two-documents.yaml": (b"task: gaussian-mixture\n---\nmodel: mlp\n", "is not valid YAML at line 2"),
     "python-tag.yaml": (b"task: !!python/object/apply:os.system [echo]\n", "is not valid YAML at line 1"),
     "deep.json": (b"[" * DEEP + b"]" * DEEP, "nested too deeply"),
