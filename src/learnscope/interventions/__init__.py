@@ -1,8 +1,16 @@
 """Interventions: named, parameterized changes to training at hook points.
 
 Weight decay is the optimizer's (recipe.weight_decay) and the output scale
-alpha is the model's (model.output_scale); both compose with these."""
+alpha is the model's (model.output_scale); both compose with these.
 
+Continual-learning strategies (for streams of experiences): `joint` (the
+upper bound), `ewc` and `si` (regularizers), `replay`, `power-law-rehearsal`
+and `agem` (rehearsal), `lwf` (distillation)."""
+
+from learnscope.interventions.distill import LwF
 from learnscope.interventions.grokfast import Grokfast
+from learnscope.interventions.joint import Joint
+from learnscope.interventions.regularizers import EWC, SynapticIntelligence
+from learnscope.interventions.rehearsal import AGEM, PowerLawRehearsal, Replay
 
-__all__ = ["Grokfast"]
+__all__ = ["AGEM", "EWC", "Grokfast", "Joint", "LwF", "PowerLawRehearsal", "Replay", "SynapticIntelligence"]

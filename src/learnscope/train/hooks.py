@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from learnscope.errors import SpecError
 from learnscope.spec import InterventionSpec
 from learnscope.tasks.base import Block
 
@@ -27,6 +28,24 @@ class Intervention(InterventionSpec):
     def build(self, trainer: Trainer) -> InterventionState:
         raise NotImplementedError
 
+    def spec_path(self, trainer: Trainer) -> str:
+        """Where this intervention sits in the spec, for errors found when building it."""
+        index = next((i for i, iv in enumerate(trainer.experiment.interventions) if iv is self), None)
+        return "interventions" if index is None else f"interventions[{index}]"
+
+    def require_stream(self, trainer: Trainer) -> None:
+        """Refuse, in one line, a task that is not a stream of experiences."""
+        if not trainer.blocks:
+            task = trainer.experiment.task.registry_name
+            raise SpecError(self.spec_path(trainer), f"{self.registry_name} applies to streams of experiences "
+                            f"(permuted-stream, split-stream); task '{task}' is not one")
+
+
+def experience_ended(block: Block, previous: Block | None) -> int | None:
+    """The experience a block switch leaves (None at the start, or when the
+    next block trains on the same experience again)."""
+    return previous.experience if previous is not None and previous.experience != block.experience else None
+
 
 class InterventionState:
     """Training-time state of an intervention. Every hook sees all S seeds at
@@ -37,8 +56,12 @@ class InterventionState:
         """A stream's next block begins (before its first update): `previous` is
         the block just finished (None at the start)."""
 
+    # examples per seed that `batch` adds at most, so that the trainer sizes its passes for them
+    extra_examples: int = 0
+
     def batch(self, trainer: Trainer, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Change the update's batch [S, B, ...] (e.g. add replayed examples)."""
+        """Change the update's batch [S, B, ...] (e.g. add replayed examples: at
+        most `extra_examples` per seed)."""
         return x, y
 
     def loss(self, trainer: Trainer, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor,

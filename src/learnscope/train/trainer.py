@@ -111,6 +111,7 @@ class Trainer:
 
     def _plan_passes(self) -> PassPlan:
         batch = self.sampler.largest_pool() if self.sampler.full_batch else self.sampler.batch_size
+        batch += sum(state.extra_examples for state in self.interventions)
         per_example = activation_bytes_per_example(self.loss_per_seed_of, self.train_x, self.train_y)
         return plan_passes(self.members, batch, per_example, self.recipe.microbatch)
 
