@@ -62,6 +62,30 @@ def build_trainer(experiment: Experiment) -> Trainer:
 _TOO_BIG = "the experiment does not fit in memory ({why}); reduce seeds, model widths or samples"
 
 
+def init_source(experiment: Experiment, parent: str | None = None) -> str | None:
+    """The run an experiment starts from: `init_from`, with "@ARM" read as an arm of `parent`."""
+    source = experiment.init_from
+    if source is not None and source.startswith("@"):
+        if parent is None:
+            raise LearnscopeError(f"init_from: '{source}' names an arm of a phenomenon; outside one, give a run id")
+        return f"{parent}.{source[1:]}"
+    return source
+
+
+def start_from(store: Store, trainer: Trainer, source: str | None) -> None:
+    """Load the parameters a trainer starts from: the last checkpoint of `source`."""
+    if source is None:
+        return
+    record = store.get_run(source)
+    if record.kind == "phenomenon":
+        arms = ", ".join(f"{source}.{child.arm}" for child in store.children(source))
+        raise LearnscopeError(f"init_from: run '{source}' is a phenomenon; start from one of its arms: {arms}")
+    checkpoint = read_checkpoint(store, source)
+    if checkpoint is None:
+        raise LearnscopeError(f"init_from: run '{source}' has no checkpoint to start from (status {record.status})")
+    trainer.initialize_from(checkpoint.tensors, checkpoint.meta["seeds"], source)
+
+
 def needed_bytes(trainers: Sequence[Trainer]) -> int:
     """What runs of these trainers add to a store, about: every metric row, and
     two checkpoints (the previous one stays until the next is recorded)."""
@@ -108,10 +132,11 @@ def _train(store: Store, run_id: str, trainer: Trainer, reporter: TrainingProgre
         trainer.run(on_probe=on_probe, on_step=bar.step, on_checkpoint=on_checkpoint)
 
 
-def restored_trainer(store: Store, run_id: str, experiment: Experiment) -> Trainer:
+def restored_trainer(store: Store, run_id: str, experiment: Experiment, parent: str | None = None) -> Trainer:
     """A trainer at the run's last checkpoint (at step 0 without one), with
     what the run recorded after that step dropped."""
     trainer = build_trainer(experiment)
+    start_from(store, trainer, init_source(experiment, parent))
     checkpoint = read_checkpoint(store, run_id)
     if checkpoint is not None:
         trainer.load_state(checkpoint.tensors, checkpoint.meta)
@@ -130,6 +155,7 @@ def run_experiment(
     """Train an experiment's seed ensemble, recording everything in the store."""
     store = open_store(store)
     trainer = trainer or build_trainer(experiment)
+    start_from(store, trainer, init_source(experiment))
     store.check_room(needed_bytes([trainer]))
     name = name or experiment.task.registry_name
     run_id = run_id or new_run_id(name)
@@ -163,6 +189,10 @@ def run_phenomenon(
     store = open_store(store)
     _, arms = phenomenon_arms(name, quick, seeds, overrides)
     trainers = {arm: build_trainer(exp) for arm, exp in arms.items()}  # refuse bad input before recording anything
+    for arm, exp in arms.items():
+        source = exp.init_from
+        if source is not None and source.startswith("@") and source[1:] not in list(arms)[: list(arms).index(arm)]:
+            raise LearnscopeError(f"{name}: arm '{arm}' starts from '{source}', which is not an arm before it")
     store.check_room(needed_bytes(list(trainers.values())))
     run_id = run_id or new_run_id(name)
     first = next(iter(arms.values()))
@@ -188,9 +218,10 @@ def _complete_phenomenon(store: Store, run_id: str, trainers: dict[str, Trainer]
         experiment = Experiment.model_validate(spec)
         if child is None:
             trainer = trainers.pop(arm) if trainers else build_trainer(experiment)
+            start_from(store, trainer, init_source(experiment, run_id))  # an earlier arm has finished by now
             store.create_run(arm_id, record.name, spec, trainer.seeds, parent=run_id, arm=arm)
         else:
-            trainer = restored_trainer(store, arm_id, experiment)
+            trainer = restored_trainer(store, arm_id, experiment, run_id)
         label = f"{record.name}[{arm}]"
         _guarded(store, arm_id, lambda: _train(store, arm_id, trainer, reporter, label, phenomenon.headline))
         faults.point("arm-finished")

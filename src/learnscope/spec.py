@@ -117,6 +117,7 @@ class Recipe(Parameters):
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
     probe_every: int | None = Field(100, ge=1)
     probe_log_points: int = Field(16, ge=0)
+    train_split: str = Field("train", min_length=1, description="the split updates draw their batches from")
     probe_after_switch: int = Field(
         0, ge=0, description="streams: also probe each of this many updates after every switch of experience"
     )
@@ -192,6 +193,10 @@ class Experiment(BaseModel):
     interventions: list[SerializeAsAny[InterventionSpec]] = []
     probes: list[SerializeAsAny[ProbeSpec]] = []
     seeds: Seeds = 8
+    # a stored run whose last checkpoint the model starts from (its seeds must include
+    # these): e.g. unlearning starts from the trained model. In a phenomenon, "@ARM"
+    # names another arm of the same run.
+    init_from: str | None = Field(None, min_length=1)
 
     @model_validator(mode="wrap")
     @classmethod

@@ -47,6 +47,9 @@ class MLP(Model):
         return mirror_init
 
     def build(self, info: TaskInfo, seeds: Sequence[int]) -> EnsembleModel:
+        if info.sequence:
+            raise SpecError("model.name", "'mlp' reads a whole sequence at once; a sequence task (next token at "
+                            "every position) needs 'transformer'")
         net = MLPNetwork(self, info, len(seeds))
         layers.initialize(net, seeds)
         if self.mirror_init:

@@ -1,6 +1,7 @@
 """A small decoder-only transformer (1-2 layers) that classifies a token
 sequence from its last position, as in the modular-arithmetic grokking
-papers. Pre-layernorm when `layernorm` is on; learned positions."""
+papers, or, for a sequence task (a language model), predicts the next token
+at every position. Pre-layernorm when `layernorm` is on; learned positions."""
 
 from __future__ import annotations
 
@@ -125,6 +126,7 @@ class TransformerNetwork(EnsembleModel):
         self.ln_final = layers.LayerNorm(members, d) if spec.layernorm else None
         self.head = layers.Linear(members, d, info.output_dim, bias=False)  # the unembedding
         self.scale = spec.output_scale
+        self.sequence = info.sequence
 
     def site_names(self) -> list[str]:
         per_layer = [f"{kind}.{i}" for i in range(self.n_layers) for kind in ("attn", "mlp", "resid")]
@@ -137,13 +139,13 @@ class TransformerNetwork(EnsembleModel):
         if capture is not None:
             capture("embed", h)
         for i, block in enumerate(self.blocks):
-            # The readout sees only the last position, so the final block computes only that
-            # position's query and MLP (a third of the work at 3 tokens) unless a site of it
-            # is captured whole.
-            final = i == self.n_layers - 1
+            # Classifying a sequence, the readout sees only the last position, so the final
+            # block computes only that position's query and MLP (a third of the work at 3
+            # tokens) unless a site of it is captured whole.
+            final = i == self.n_layers - 1 and not self.sequence
             captured = capture is not None and any(f"{kind}.{i}" in capture.wanted for kind in ("attn", "mlp", "resid"))
             h = block(h, i, capture, last_only=final and not captured)
-        last = h[:, :, -1]
+        read = h if self.sequence else h[:, :, -1]  # a sequence task reads every position
         if self.ln_final is not None:
-            last = self.ln_final(last)
-        return self.output(last, capture)
+            read = self.ln_final(read)
+        return self.output(read, capture)

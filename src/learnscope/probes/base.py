@@ -84,6 +84,12 @@ def needs_classification(info: TaskInfo, path: str, what: str) -> None:
         raise SpecError(path, f"{what} needs a classification task; this task is regression (mse)")
 
 
+def needs_one_label_per_example(info: TaskInfo, path: str, what: str) -> None:
+    needs_classification(info, path, what)
+    if info.sequence:
+        raise SpecError(path, f"{what} needs one label per example; this task labels every position of a sequence")
+
+
 class ProbeContext:
     """Everything a probe may read at one probe step."""
 

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from learnscope import registry
-from learnscope.probes.base import Needs, Probe, ProbeContext, check_splits, needs_classification
+from learnscope.errors import SpecError
+from learnscope.probes.base import Needs, Probe, ProbeContext, check_splits, needs_one_label_per_example
 
 
 class _SiteProbe(Probe):
@@ -108,10 +109,8 @@ class NeuralCollapse(_SiteProbe):
     split: str = "train"
 
     def check(self, info, model, path):
-        needs_classification(info, path, "neural_collapse")
+        needs_one_label_per_example(info, path, "neural_collapse")
         if self.site != "penultimate":
-            from learnscope.errors import SpecError
-
             raise SpecError(f"{path}.site", "neural_collapse reads the classifier's input; valid: penultimate")
         super().check(info, model, path)
 
@@ -147,6 +146,12 @@ class KernelAlignment(_SiteProbe):
 
     def metric_names(self, info):
         return [f"kernel_alignment/{self.site}"]
+
+    def check(self, info, model, path):
+        if info.sequence:
+            raise SpecError(path, "kernel_alignment needs one target per example; this task labels every "
+                            "position of a sequence")
+        super().check(info, model, path)
 
     def measure(self, ctx):
         features, targets = self.features(ctx)

@@ -8,6 +8,7 @@ from pydantic import Field
 from learnscope import registry
 from learnscope.probes.base import Needs, Probe, ProbeContext, check_splits, needs_classification
 from learnscope.tasks.base import TaskInfo
+from learnscope.train.losses import example_accuracy
 
 
 class _PerSplit(Probe):
@@ -57,6 +58,5 @@ class Accuracy(_PerSplit):
         metrics = {}
         for split in self._splits(ctx.info):
             outputs, targets = self.outputs_and_targets(ctx, split)
-            predicted = ctx.info.restrict_outputs(outputs, targets).argmax(-1)
-            metrics[f"accuracy/{split}"] = (predicted == targets).float().mean(1)
+            metrics[f"accuracy/{split}"] = example_accuracy(ctx.info, outputs, targets).mean(1)
         return metrics

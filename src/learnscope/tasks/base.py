@@ -21,6 +21,9 @@ class TaskInfo:
     loss: Literal["cross_entropy", "mse"]
     splits: tuple[str, ...]
     vocab_size: int | None = None
+    # targets per position [.., T] (next tokens, -100 where unscored) and outputs per position:
+    # a sequence task, for models that read every position (the transformer)
+    sequence: bool = False
     experiences: int = 0  # a stream's experience count (its splits train/e, test/e); 0: not a stream
     # task-incremental streams: the classes of each experience. Only the classes of an
     # example's own experience compete for it (one head per task, the task id given).

@@ -69,7 +69,6 @@ class BatchSampler:
         self._starts = [b.start for b in blocks] if blocks else []
         self._key: tuple | None = None
         self._perms: torch.Tensor | None = None
-        self._offsets = (torch.arange(len(self.seeds)) * n).unsqueeze(1)  # seed s's examples start at s * n
 
     @property
     def full_batch(self) -> bool:
@@ -106,14 +105,19 @@ class BatchSampler:
         return self._perms[:, start : start + self.batch_size] + low
 
     def take(self, step: int, *stacked: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The examples of update `step` from each per-seed tensor [S, n, ...],
-        as [S, B, ...]. One index_select over the flattened seed axis: indexing
-        with a broadcast (seed, example) pair is several times slower."""
+        """The examples of update `step` from each per-seed tensor [S, n, ...], as [S, B, ...]."""
         idx = self.indices(step)
         if isinstance(idx, slice):
             return tuple(t[:, idx] for t in stacked)
-        flat = (idx + self._offsets).reshape(-1)
-        return tuple(
-            t.reshape(-1, *t.shape[2:]).index_select(0, flat.to(t.device)).view(t.shape[0], -1, *t.shape[2:])
-            for t in stacked
-        )
+        return gather(idx, *stacked)
+
+
+def gather(idx: torch.Tensor, *stacked: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per-seed examples idx [S, B] of each tensor [S, n, ...], as [S, B, ...].
+    One index_select over the flattened seed axis: indexing with a broadcast
+    (seed, example) pair is several times slower."""
+    S, n = stacked[0].shape[:2]
+    flat = (idx + torch.arange(S, device=idx.device).unsqueeze(1) * n).reshape(-1)
+    return tuple(
+        t.reshape(-1, *t.shape[2:]).index_select(0, flat.to(t.device)).view(S, -1, *t.shape[2:]) for t in stacked
+    )

@@ -64,6 +64,17 @@ class InterventionState:
         most `extra_examples` per seed)."""
         return x, y
 
+    # an objective that reads the batch's layout (e.g. forget examples first, then retain
+    # ones) needs every pass to hold whole batches: the trainer then splits only seeds
+    whole_batches: bool = False
+
+    def objective(self, trainer: Trainer, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor,
+                  members: slice) -> torch.Tensor | None:
+        """An objective replacing the task loss of the seeds `members` on this
+        pass, shape [len(members)], or None to keep the task loss (e.g. gradient
+        ascent on a forget set). Set `whole_batches` if it reads the batch's layout."""
+        return None
+
     def loss(self, trainer: Trainer, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor,
              members: slice) -> torch.Tensor | None:
         """An extra loss for the seeds `members` (a slice of the ensemble: large

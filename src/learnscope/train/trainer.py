@@ -22,18 +22,19 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from learnscope import faults
-from learnscope.errors import SpecError
+from learnscope.errors import SpecError, one_of
 from learnscope.probes.base import Needs, ProbeContext
 from learnscope.spec import Experiment
 from learnscope.train.allocator import keep_freed_memory
-from learnscope.train.data import BatchSampler, EnsembleData
+from learnscope.seeding import generator
+from learnscope.train.data import BatchSampler, EnsembleData, gather
+from learnscope.train.losses import example_losses
 from learnscope.train.optim import make_optimizer, set_lr
 from learnscope.train.passes import PassPlan, activation_bytes_per_example, plan_passes
 
 ProbeCallback = Callable[[int, dict[str, torch.Tensor]], None]
 StepCallback = Callable[[int], None]
 DivergeCallback = Callable[[int, int], None]  # (seed, step)
-SOFTMAX_MIN_WIDTH = 16
 
 
 class Trainer:
@@ -50,7 +51,7 @@ class Trainer:
         self.initial_params = [p.detach().clone() for p in self.params]
         self.probe_needs = self._check_probes()
 
-        self.train_x, self.train_y = self.data.splits["train"]
+        self.train_x, self.train_y = self._train_split()
         self.blocks = experiment.task.blocks(self.recipe.steps)
         ranges = self.data.experience_ranges() if self.blocks else None
         self.sampler = BatchSampler(self.seeds, self.train_y.shape[1], self.recipe.batch_size, self.blocks, ranges)
@@ -83,6 +84,33 @@ class Trainer:
             needs.merge(probe.needs(self.info))
         return needs
 
+    def _train_split(self) -> tuple[torch.Tensor, torch.Tensor]:
+        split = self.recipe.train_split
+        if split not in self.data.splits:
+            raise SpecError("recipe.train_split", f"unknown split '{split}'; {one_of(split, self.data.splits)}")
+        if self.info.experiences and split != "train":
+            raise SpecError("recipe.train_split", "a stream trains on its experiences' blocks; valid: train")
+        return self.data.splits[split]
+
+    def initialize_from(self, tensors: dict[str, torch.Tensor], seeds: list[int], source: str) -> None:
+        """Start from another run's parameters (its seeds must include this
+        trainer's): they become the initial parameters, the reference of
+        relative weight change and of unlearning objectives."""
+        missing = [s for s in self.seeds if s not in seeds]
+        if missing:
+            raise SpecError("init_from", f"run '{source}' trained seeds {seeds}; this experiment's seeds {missing} "
+                            f"are not among them")
+        index = [seeds.index(s) for s in self.seeds]
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                stored = tensors.get(f"param/{name}")
+                if stored is None or stored.shape[1:] != p.shape[1:]:
+                    got = "missing" if stored is None else f"{tuple(stored.shape[1:])}"
+                    raise SpecError("init_from", f"the model of run '{source}' does not match this model: "
+                                    f"parameter {name} is {got} there, {tuple(p.shape[1:])} here")
+                p.copy_(stored[index])
+        self.initial_params = [p.detach().clone() for p in self.params]
+
     def _check_batch_size(self, ranges: list[tuple[int, int]] | None) -> None:
         size = self.recipe.batch_size
         pools = {"the": (0, self.sampler.n)} if ranges is None else {f"experience {e}'s": r for e, r in enumerate(ranges)}
@@ -113,7 +141,8 @@ class Trainer:
         batch = self.sampler.largest_pool() if self.sampler.full_batch else self.sampler.batch_size
         batch += sum(state.extra_examples for state in self.interventions)
         per_example = activation_bytes_per_example(self.loss_per_seed_of, self.train_x, self.train_y)
-        return plan_passes(self.members, batch, per_example, self.recipe.microbatch)
+        whole = any(state.whole_batches for state in self.interventions)
+        return plan_passes(self.members, batch, per_example, batch if whole else self.recipe.microbatch)
 
     # ------------------------------------------------------------ training
 
@@ -121,21 +150,21 @@ class Trainer:
         return self.loss_per_seed(self.model(x), y)
 
     def loss_per_seed(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The task loss of each seed, averaged over its examples: [S]."""
-        S = outputs.shape[0]
-        if self.info.is_classification:
-            outputs = self.info.restrict_outputs(outputs, targets)
-            classes = outputs.shape[-1]
-            if classes < SOFTMAX_MIN_WIDTH:
-                # CPU log-softmax over fewer than 16 classes takes a scalar path ~8x slower per
-                # element; columns of -inf have probability 0 and gradient 0, so the loss is exact
-                outputs = F.pad(outputs, (0, SOFTMAX_MIN_WIDTH - classes), value=float("-inf"))
-            flat = F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1), reduction="none")
-            return flat.view(S, -1).mean(1)
-        return (outputs - targets).square().reshape(S, -1).mean(1)
+        """The task loss of each seed, the mean of its examples' losses: [S]."""
+        return example_losses(self.info, outputs, targets).mean(1)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.sampler.take(self.step, self.train_x, self.train_y)
+
+    def sample(self, split: str, size: int, stream: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """`size` examples per seed of `split` (all of them if it has fewer), uniformly
+        without replacement, from generators derived from (seed, stream, step): an
+        intervention's extra batches (e.g. retain examples for an unlearning
+        objective), drawn the same after a resume."""
+        x, y = self.data.splits[split]
+        n = y.shape[1]
+        idx = torch.stack([torch.randperm(n, generator=generator(seed, stream, self.step))[:size] for seed in self.seeds])
+        return gather(idx, x, y)
 
     def train_step(self) -> None:
         if self.blocks:
@@ -182,7 +211,12 @@ class Trainer:
             outputs = self.model(xc) if leaves is None else functional_call(self.model, leaves, (xc,))
             task = self.loss_per_seed(outputs, yc)
             loss = task
-            for state in self.interventions if interventions else ():
+            active = self.interventions if interventions else ()
+            for state in active:  # an objective of its own replaces the task loss (unlearning)
+                objective = state.objective(self, xc, outputs, yc, members)
+                if objective is not None:
+                    loss = objective
+            for state in active:
                 extra = state.loss(self, xc, outputs, yc, members)
                 if extra is not None:
                     loss = loss + extra
