@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from learnscope.catalog.base import ArmData, Verdict
+from learnscope import registry
+from learnscope.catalog.base import ArmData, Phenomenon, Verdict
 from learnscope.continual import arm_measures
 from learnscope.stats import summarize
 from learnscope.store.sqlite import RunRecord, Store
@@ -52,27 +53,41 @@ class Run:
 
     def final(self) -> pd.DataFrame:
         """The last recorded value of every metric, per arm and seed, without
-        the seeds that diverged in any arm; for a stream, also the continual
-        measures (`continual/...`, see learnscope.continual) at the last step."""
+        the seeds that diverged in any arm; and measures derived from the
+        stored metrics at the last step: for a stream, the continual measures
+        (`continual/...`, learnscope.continual); for a phenomenon, what it
+        derives across its arms (`Phenomenon.derived`, e.g. privacy leakage
+        against the retrain oracle)."""
         frames = []
-        for label, data in self.arm_data().items():
+        arms = self.arm_data()
+        derived = {label: arm_measures(data) or {} for label, data in arms.items()}
+        phenomenon = self._phenomenon()
+        if phenomenon is not None:
+            for label, found in phenomenon.derived(arms).items():
+                derived[label] = {**derived[label], **found}
+        for label, data in arms.items():
             frame = data.frame[data.frame["seed"].isin(data.seeds)]
             if frame.empty:
                 continue
             last = frame.sort_values("step").groupby(["name", "seed"], sort=False).tail(1)
             frames.append(last.assign(arm=label))
-            derived = arm_measures(data)
-            if derived:
-                step = int(frame["step"].max())
-                frames.append(pd.DataFrame([
-                    {"run_id": data.record.id, "arm": label, "seed": seed, "step": step, "name": f"continual/{name}",
-                     "value": float(value)}
-                    for name, values in derived.items() for seed, value in zip(data.seeds, values)
-                ]))
+            step = int(frame["step"].max())
+            frames.append(pd.DataFrame(
+                [{"run_id": data.record.id, "arm": label, "seed": seed, "step": step, "name": name,
+                  "value": float(value)}
+                 for name, values in derived[label].items() for seed, value in zip(data.seeds, values)],
+                columns=["run_id", "arm", "seed", "step", "name", "value"],
+            ))
         if not frames:
             return pd.DataFrame(columns=["run_id", "arm", "seed", "step", "name", "value"])
         final = pd.concat(frames, ignore_index=True)[["run_id", "arm", "seed", "step", "name", "value"]]
         return final.sort_values(["arm", "name", "seed"]).reset_index(drop=True)
+
+    def _phenomenon(self) -> Phenomenon | None:
+        name = self.record.name
+        if self.record.kind != "phenomenon" or name not in registry.phenomena:
+            return None
+        return registry.phenomena.get(name)()
 
     def summary(self) -> pd.DataFrame:
         """Per arm and metric: mean, std and 95% bootstrap CI across seeds,

@@ -110,6 +110,11 @@ class Phenomenon:
         return Verdict(seeds=list(seeds), passed=[not why for why in failures], required_share=self.required_share,
                        measures=measures, failures=list(failures))
 
+    def derived(self, arms: dict[str, ArmData]) -> dict[str, dict[str, np.ndarray]]:
+        """Measures derived across arms, per arm and seed ({arm: {name: [S]}}),
+        shown with the final metrics (mean, CI) in summaries and reports."""
+        return {}
+
     def figures(self, arms: dict[str, ArmData]) -> list:
         """Figures beyond the curves over steps: [(caption, matplotlib Figure)]."""
         return []
