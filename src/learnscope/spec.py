@@ -13,8 +13,8 @@ import copy
 import json
 import math
 import tomllib
-from functools import cached_property
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from learnscope import registry
-from learnscope.errors import LearnscopeError, SpecError, did_you_mean, one_of
+from learnscope.errors import LearnscopeError, SpecError, one_of
 
 
 def _numeric(annotation: Any) -> bool:

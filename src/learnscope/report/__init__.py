@@ -12,7 +12,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from learnscope import registry
-from learnscope.catalog.base import Verdict
 from learnscope.continual import Stream, accuracy_matrix, arm_measures
 from learnscope.errors import LearnscopeError
 from learnscope.report.page import page, ranking_table, summary_table, verdict_block

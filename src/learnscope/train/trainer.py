@@ -18,15 +18,14 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch.func import functional_call
 
 from learnscope import faults
 from learnscope.errors import SpecError, one_of
 from learnscope.probes.base import Needs, ProbeContext
+from learnscope.seeding import generator
 from learnscope.spec import Experiment
 from learnscope.train.allocator import keep_freed_memory
-from learnscope.seeding import generator
 from learnscope.train.data import BatchSampler, EnsembleData, gather
 from learnscope.train.losses import example_losses
 from learnscope.train.optim import make_optimizer, set_lr
