@@ -21,8 +21,10 @@ class EnsembleData:
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for name in self.info.splits:
             sizes = {len(d.splits[name]) for d in datasets}
-            if len(sizes) != 1:  # a task bug, not user input: seeds must agree on split sizes
-                raise RuntimeError(f"task '{task.registry_name}' gave split '{name}' different sizes across seeds")
+            if len(sizes) != 1:  # seeds are stacked: a task (with these parameters) must keep split sizes fixed
+                raise SpecError("task", f"split '{name}' has {len(datasets[0].splits[name])} examples under seed "
+                                f"{seeds[0]} but a different size under another seed; these parameters give "
+                                f"seed-dependent split sizes, which an ensemble cannot stack")
             if sizes == {0}:
                 raise SpecError("task", f"split '{name}' is empty")
             x = torch.stack([d.inputs[d.splits[name]] for d in datasets]).to(device)
