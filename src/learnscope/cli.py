@@ -107,6 +107,9 @@ def _print_summary(run: Run, console: Console) -> None:
                      " ".join(fmt(v) for v in r.values)]
             table.add_row(*([r.arm] if multi_arm else []), *cells)
         console.print(table)
+        ranked = _ranking_table(summary)
+        if ranked is not None:
+            console.print(ranked)
     verdict = run.verdict
     if verdict is not None:
         table = Table("measure", *(f"seed {s}" for s in verdict.seeds))
@@ -114,6 +117,23 @@ def _print_summary(run: Run, console: Console) -> None:
         for name, values in verdict.measures.items():
             table.add_row(name, *(fmt(v) for v in values))
         console.print(table)
+
+
+def _ranking_table(summary) -> Table | None:
+    """The arms ranked by their continual measures (learnscope.continual.ranking),
+    as in the report; None when there are fewer than two arms to rank."""
+    from learnscope.continual import RANKED, ranking
+
+    ranked = ranking(summary)
+    if ranked.empty:
+        return None
+    names = [n for n in RANKED if n in ranked.columns]
+    table = Table("rank", "arm", *(f"{n.replace('_', ' ')} (95% CI)" for n in names),
+                  title="ranking by average accuracy")
+    for r in ranked.to_dict("records"):
+        table.add_row(str(r["rank"]), r["arm"],
+                      *(f"{fmt(r[n])} [{fmt(r[f'{n}_ci_low'])}, {fmt(r[f'{n}_ci_high'])}]" for n in names))
+    return table
 
 
 def _is_spec_file(target: str) -> bool:

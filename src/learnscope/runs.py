@@ -60,7 +60,8 @@ class Run:
         against the retrain oracle)."""
         frames = []
         arms = self.arm_data()
-        derived = {label: arm_measures(data) or {} for label, data in arms.items()}
+        derived = {label: {f"continual/{name}": values for name, values in (arm_measures(data) or {}).items()}
+                   for label, data in arms.items()}
         phenomenon = self._phenomenon()
         if phenomenon is not None:
             for label, found in phenomenon.derived(arms).items():

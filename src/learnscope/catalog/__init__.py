@@ -5,5 +5,11 @@ from learnscope.catalog import grokking  # noqa: F401  (registers the phenomenon
 from learnscope.catalog import grokfast  # noqa: F401  (registers the phenomenon)
 from learnscope.catalog import lazy_rich  # noqa: F401  (registers the phenomenon)
 from learnscope.catalog import neural_collapse  # noqa: F401  (registers the phenomenon)
+from learnscope.catalog import catastrophic_forgetting  # noqa: F401  (registers the phenomenon)
+from learnscope.catalog import ewc  # noqa: F401  (registers the phenomenon)
+from learnscope.catalog import replay  # noqa: F401  (registers the phenomenon)
+from learnscope.catalog import power_law_rehearsal  # noqa: F401  (registers the phenomenon)
+from learnscope.catalog import stability_gap  # noqa: F401  (registers the phenomenon)
+from learnscope.catalog import continual_strategies  # noqa: F401  (registers the phenomenon)
 
 __all__ = ["ArmData", "Phenomenon", "Verdict"]

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from learnscope.continual import RANKED, ranking
+
 
 def fmt(value: float) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -35,23 +37,17 @@ def summary_table(summary: pd.DataFrame) -> str:
 
 def ranking_table(summary: pd.DataFrame) -> str:
     """Arms ranked by their continual measures (streams with several arms, e.g.
-    strategies on one stream): best average accuracy first, then backward transfer."""
-    measures = summary[summary["metric"].str.startswith("continual/")]
-    if measures["arm"].nunique() < 2:
+    strategies on one stream): best average accuracy first, then backward
+    transfer (learnscope.continual.ranking)."""
+    ranked = ranking(summary)
+    if ranked.empty:
         return ""
-    table = measures.pivot(index="arm", columns="metric")
-    order = table[("mean", "continual/average_accuracy")].sort_values(ascending=False).index
-    names = ["continual/average_accuracy", "continual/backward_transfer", "continual/forgetting",
-             "continual/forward_transfer"]
-    names = [n for n in names if ("mean", n) in table.columns]
-    head = "<tr><th>rank</th><th>arm</th>" + "".join(f"<th>{html.escape(n.split('/')[1])} (95% CI)</th>" for n in names)
+    names = [n for n in RANKED if n in ranked.columns]
+    head = "<tr><th>rank</th><th>arm</th>" + "".join(f"<th>{html.escape(n)} (95% CI)</th>" for n in names)
     rows = []
-    for rank, arm in enumerate(order, 1):
-        cells = "".join(
-            f"<td>{fmt(table.loc[arm, ('mean', n)])} [{fmt(table.loc[arm, ('ci_low', n)])}, "
-            f"{fmt(table.loc[arm, ('ci_high', n)])}]</td>" for n in names
-        )
-        rows.append(f"<tr><td>{rank}</td><td>{html.escape(arm)}</td>{cells}</tr>")
+    for r in ranked.to_dict("records"):
+        cells = "".join(f"<td>{fmt(r[n])} [{fmt(r[f'{n}_ci_low'])}, {fmt(r[f'{n}_ci_high'])}]</td>" for n in names)
+        rows.append(f"<tr><td>{r['rank']}</td><td>{html.escape(r['arm'])}</td>{cells}</tr>")
     return f"<h3>Ranking by average accuracy</h3><table>{head}</tr>{''.join(rows)}</table>"
 
 
