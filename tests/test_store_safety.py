@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,30 @@ def test_concurrent_writers_lose_and_duplicate_nothing(tmp_path):
         assert Store(store).get_run(f"w{i}").status == "finished"
     # the same spec and seeds: every writer recorded exactly the same numbers
     assert all(r == rows[0] for r in rows[1:])
+
+
+OPEN_AT = """
+import sys, time
+from learnscope.store.sqlite import Store
+start = float(sys.argv[2])
+while time.time() < start:  # every process opens the new store at the same moment
+    pass
+Store(sys.argv[1]).create_run(sys.argv[3], "x", {}, [0])
+"""
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path):
+    """Six processes opening one new store at the same moment all succeed. (The
+    schema is made in one transaction: a process that once saw another's tables
+    before their version stamp refused the store as of an unknown version.)"""
+    store = tmp_path / "store"
+    start = time.time() + 2
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT, str(store), str(start), f"r{i}"],
+                              stderr=subprocess.PIPE, text=True) for i in range(6)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-2000:]
+    assert sorted(r.id for r in Store(store).list_runs()) == [f"r{i}" for i in range(6)]
 
 
 def test_read_only_store_is_refused_before_any_work(tmp_path, capsys):

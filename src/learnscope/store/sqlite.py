@@ -134,23 +134,34 @@ class Store:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA busy_timeout=60000")
-            self._check_schema()
-            self.conn.executescript(SCHEMA)
-            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._ensure_schema()
             self._next_row: dict[str, int] = {}
         except (OSError, sqlite3.Error) as exc:
             if self.dir.is_dir():
                 self._check_writable()  # the usual cause, named plainly
             raise LearnscopeError(f"cannot open the store at {self.dir}: {exc}") from None
 
-    def _check_schema(self) -> None:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = self.conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
-        if tables and version != SCHEMA_VERSION:
-            raise LearnscopeError(
-                f"the store at {self.dir} has schema version {version}; this learnscope reads version "
-                f"{SCHEMA_VERSION}: use another --store directory"
-            )
+    def _ensure_schema(self) -> None:
+        """Create the tables and stamp the version in one write transaction, so
+        processes opening a new store at once see either nothing or all of it."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = self.conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+            if tables and version != SCHEMA_VERSION:
+                raise LearnscopeError(
+                    f"the store at {self.dir} has schema version {version}; this learnscope reads version "
+                    f"{SCHEMA_VERSION}: use another --store directory"
+                )
+            if not tables:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
 
     def close(self) -> None:
         self.conn.close()
