@@ -26,8 +26,9 @@ from learnscope.catalog.base import ArmData
 from learnscope.catalog.continual_strategies import leader
 from learnscope.catalog.forgetting import first_failures, forgets_less
 from learnscope.catalog.stability_gap import Gap, gap_failures, stability_gap, stability_gap_experiment, switch_gaps
-from learnscope.continual import ranking
-from learnscope.report.page import ranking_table
+from learnscope.continual import RANK_BY, RANKING
+from learnscope.report.page import arm_table
+from learnscope.runs import ArmTable, compare_arms
 from learnscope.store.sqlite import RunRecord
 
 # ---------------------------------------------------------------- the stability-gap measure
@@ -161,41 +162,43 @@ SUMMARY = summary_of({
 })
 
 
+def ranked(summary: pd.DataFrame) -> pd.DataFrame:
+    return compare_arms(summary, RANKING, rank_by=RANK_BY)
+
+
 def test_ranking_orders_by_average_accuracy_then_backward_transfer():
-    ranked = ranking(SUMMARY)
-    assert ranked["arm"].tolist() == ["joint", "si", "ewc", "naive"]  # si before ewc: the same average accuracy,
-    assert ranked["rank"].tolist() == [1, 2, 3, 4]                    # higher backward transfer
-    row = ranked.iloc[1]
-    assert (row["average_accuracy"], row["backward_transfer"], row["forgetting"]) == (0.66, -0.25, 0.25)
-    assert row["average_accuracy_ci_low"] == pytest.approx(0.61)
-    assert row["forgetting_ci_high"] == pytest.approx(0.30)
-    assert row["n"] == 4
-    assert "accuracy/test" not in ranked.columns
+    table = ranked(SUMMARY)
+    assert table["arm"].tolist() == ["joint", "si", "ewc", "naive"]  # si before ewc: the same average accuracy,
+    assert table["rank"].tolist() == [1, 2, 3, 4]                    # higher backward transfer
+    row = table.iloc[1]
+    assert (row["average accuracy"], row["backward transfer"], row["forgetting"]) == (0.66, -0.25, 0.25)
+    assert row["average accuracy low"] == pytest.approx(0.61)
+    assert row["forgetting high"] == pytest.approx(0.30)
+    assert "accuracy/test" not in table.columns
 
 
-def test_nothing_to_rank_with_one_arm_or_none_with_continual_measures():
-    assert ranking(SUMMARY[SUMMARY["arm"] == "ewc"]).empty
-    assert ranking(SUMMARY[SUMMARY["metric"] == "accuracy/test"]).empty
-    assert ranking_table(SUMMARY[SUMMARY["arm"] == "ewc"]) == ""
+def test_nothing_to_rank_without_continual_measures():
+    assert len(ranked(SUMMARY[SUMMARY["arm"] == "ewc"])) == 1  # one arm: no table is shown (Run.tables)
+    assert ranked(SUMMARY[SUMMARY["metric"] == "accuracy/test"]).empty
 
 
 def test_report_and_command_line_show_the_same_ranking():
     from rich.console import Console
 
-    from learnscope.cli import _ranking_table
+    from learnscope.cli import _arm_table
 
-    page = ranking_table(SUMMARY)
+    table = ArmTable("ranking by average accuracy", list(RANKING.values()), ranked(SUMMARY))
+    page = arm_table(table)
     assert [page.index(f"<td>{arm}</td>") for arm in ("joint", "si", "ewc", "naive")] == sorted(
         page.index(f"<td>{arm}</td>") for arm in ("joint", "si", "ewc", "naive"))
     assert "<td>0.66 [0.61, 0.71]</td>" in page
     console = Console(width=200, record=True)
-    console.print(_ranking_table(SUMMARY))
+    console.print(_arm_table(table))
     rows = [line.split("│") for line in console.export_text().splitlines() if line.startswith("│")]
     rows = [cells for cells in rows if cells[1].strip().isdigit()]
     assert [(cells[1].strip(), cells[2].strip()) for cells in rows] == [
         ("1", "joint"), ("2", "si"), ("3", "ewc"), ("4", "naive")]
     assert rows[1][3].strip() == "0.66 [0.61, 0.71]"
-    assert _ranking_table(SUMMARY[SUMMARY["arm"] == "ewc"]) is None
 
 
 # ---------------------------------------------------------------- paired arms

@@ -21,7 +21,7 @@ from learnscope import registry
 from learnscope.errors import LearnscopeError, did_you_mean
 from learnscope.progress import TrainingProgress
 from learnscope.report.page import fmt
-from learnscope.runs import Run
+from learnscope.runs import ArmTable, Run
 from learnscope.spec import load_experiment
 from learnscope.store.sqlite import Store
 
@@ -107,9 +107,8 @@ def _print_summary(run: Run, console: Console) -> None:
                      " ".join(fmt(v) for v in r.values)]
             table.add_row(*([r.arm] if multi_arm else []), *cells)
         console.print(table)
-        ranked = _ranking_table(summary)
-        if ranked is not None:
-            console.print(ranked)
+        for compared in run.tables(summary):
+            console.print(_arm_table(compared))
     verdict = run.verdict
     if verdict is not None:
         table = Table("measure", *(f"seed {s}" for s in verdict.seeds))
@@ -119,20 +118,14 @@ def _print_summary(run: Run, console: Console) -> None:
         console.print(table)
 
 
-def _ranking_table(summary) -> Table | None:
-    """The arms ranked by their continual measures (learnscope.continual.ranking),
-    as in the report; None when there are fewer than two arms to rank."""
-    from learnscope.continual import RANKED, ranking
-
-    ranked = ranking(summary)
-    if ranked.empty:
-        return None
-    names = [n for n in RANKED if n in ranked.columns]
-    table = Table("rank", "arm", *(f"{n.replace('_', ' ')} (95% CI)" for n in names),
-                  title="ranking by average accuracy")
-    for r in ranked.to_dict("records"):
-        table.add_row(str(r["rank"]), r["arm"],
-                      *(f"{fmt(r[n])} [{fmt(r[f'{n}_ci_low'])}, {fmt(r[f'{n}_ci_high'])}]" for n in names))
+def _arm_table(compared: ArmTable) -> Table:
+    """Arms side by side (`Run.tables`), as the report shows them."""
+    ranked = "rank" in compared.rows.columns
+    table = Table(*(["rank"] if ranked else []), "arm", *(f"{label} (95% CI)" for label in compared.labels),
+                  title=f"{compared.title}: mean [95% CI] across seeds")
+    for r in compared.rows.to_dict("records"):
+        cells = [f"{fmt(r[label])} [{fmt(r[label + ' low'])}, {fmt(r[label + ' high'])}]" for label in compared.labels]
+        table.add_row(*([str(r["rank"])] if ranked else []), r["arm"], *cells)
     return table
 
 

@@ -20,14 +20,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from learnscope.catalog.base import ArmData
 from learnscope.spec import Experiment
 from learnscope.tasks.base import Block
 
 MEASURES = ("average_accuracy", "backward_transfer", "forward_transfer", "forgetting")
-RANKED = ("average_accuracy", "backward_transfer", "forgetting", "forward_transfer")  # the ranking's columns
+# arms of a stream compared: these measures, ranked by average accuracy, then backward transfer
+RANKING = {f"continual/{name}": name.replace("_", " ") for name in
+           ("average_accuracy", "backward_transfer", "forgetting", "forward_transfer")}
+RANK_BY = ("continual/average_accuracy", "continual/backward_transfer")
 
 
 @dataclass
@@ -98,25 +100,3 @@ def arm_measures(arm: ArmData) -> dict[str, np.ndarray] | None:
     if not all(f"accuracy/test/{j}" in names for j in range(stream.experiences)):
         return None
     return measures(*accuracy_matrix(arm, stream))
-
-
-def ranking(summary: pd.DataFrame) -> pd.DataFrame:
-    """The arms of a run ranked by their continual measures, from a
-    `Run.summary()` (its `continual/...` rows): best average accuracy first,
-    ties broken by the higher backward transfer. One row per arm: `rank`
-    (1 = best), `arm`, and for each measure m recorded (in RANKED order) its
-    mean across seeds `m`, 95% CI `m_ci_low`, `m_ci_high`, and `n` seeds.
-    Empty when fewer than two arms have continual measures (nothing to rank)."""
-    rows = summary[summary["metric"].str.startswith("continual/")]
-    if rows["arm"].nunique() < 2:
-        return pd.DataFrame(columns=["rank", "arm", "n"])
-    table = rows.assign(measure=rows["metric"].str.slice(len("continual/"))).pivot(index="arm", columns="measure")
-    out = pd.DataFrame({"arm": table.index, "n": table[("n", "average_accuracy")].to_numpy()})
-    for name in RANKED:
-        if ("mean", name) in table.columns:
-            for column, key in ((name, "mean"), (f"{name}_ci_low", "ci_low"), (f"{name}_ci_high", "ci_high")):
-                out[column] = table[(key, name)].to_numpy()
-    keys = [k for k in ("average_accuracy", "backward_transfer") if k in out.columns]
-    out = out.sort_values(keys, ascending=False, kind="stable", na_position="last").reset_index(drop=True)
-    out.insert(0, "rank", range(1, len(out) + 1))
-    return out

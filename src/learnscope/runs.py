@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -9,9 +11,43 @@ import pandas as pd
 
 from learnscope import registry
 from learnscope.catalog.base import ArmData, Phenomenon, Verdict
-from learnscope.continual import arm_measures
+from learnscope.continual import RANK_BY, RANKING, arm_measures
 from learnscope.stats import summarize
 from learnscope.store.sqlite import RunRecord, Store
+
+
+@dataclass
+class ArmTable:
+    """Arms side by side: per row an arm (and its rank, when ranked), per
+    column label its mean across seeds and 95% CI (`label`, `label low`,
+    `label high`)."""
+
+    title: str
+    labels: list[str]
+    rows: pd.DataFrame
+
+
+def compare_arms(summary: pd.DataFrame, metrics: dict[str, str], order: Sequence[str] = (),
+                 rank_by: Sequence[str] = ()) -> pd.DataFrame:
+    """From a `Run.summary()`: one row per arm holding any of `metrics` ({metric:
+    label}), in `order` (else the summary's); with `rank_by`, sorted best first
+    by those metrics' means (higher is better), with a `rank` column."""
+    cells = summary.set_index(["arm", "metric"]) if not summary.empty else None
+    found = [] if cells is None else list(dict.fromkeys(a for a, m in cells.index if m in metrics))
+    arms = [a for a in order if a in found] + [a for a in found if a not in order]
+    rows = []
+    for arm in arms:
+        row = {"arm": arm}
+        for metric, label in metrics.items():
+            have = (arm, metric) in cells.index
+            for suffix, stat in (("", "mean"), (" low", "ci_low"), (" high", "ci_high")):
+                row[label + suffix] = float(cells.loc[(arm, metric), stat]) if have else float("nan")
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["arm", *(label + s for label in metrics.values() for s in ("", " low", " high"))])
+    if rank_by and not table.empty:
+        table = table.sort_values([metrics[m] for m in rank_by], ascending=False, kind="stable", na_position="last")
+        table.insert(0, "rank", range(1, len(table) + 1))
+    return table.reset_index(drop=True)
 
 
 class Run:
@@ -83,6 +119,20 @@ class Run:
             return pd.DataFrame(columns=["run_id", "arm", "seed", "step", "name", "value"])
         final = pd.concat(frames, ignore_index=True)[["run_id", "arm", "seed", "step", "name", "value"]]
         return final.sort_values(["arm", "name", "seed"]).reset_index(drop=True)
+
+    def tables(self, summary: pd.DataFrame | None = None) -> list[ArmTable]:
+        """The arms compared, as summaries and reports show them: a stream's
+        arms ranked by their continual measures, and the measures a phenomenon
+        compares (`Phenomenon.comparison`). Only tables of two arms or more."""
+        summary = self.summary() if summary is None else summary
+        tables = [ArmTable("ranking by average accuracy", list(RANKING.values()),
+                           compare_arms(summary, RANKING, rank_by=RANK_BY))]
+        phenomenon = self._phenomenon()
+        if phenomenon is not None and phenomenon.comparison:
+            order = [arm.arm for arm in self.arms]
+            tables.append(ArmTable("arms compared", list(phenomenon.comparison.values()),
+                                   compare_arms(summary, phenomenon.comparison, order)))
+        return [t for t in tables if len(t.rows) >= 2]
 
     def _phenomenon(self) -> Phenomenon | None:
         name = self.record.name

@@ -11,5 +11,9 @@ from learnscope.catalog import replay  # noqa: F401  (registers the phenomenon)
 from learnscope.catalog import power_law_rehearsal  # noqa: F401  (registers the phenomenon)
 from learnscope.catalog import stability_gap  # noqa: F401  (registers the phenomenon)
 from learnscope.catalog import continual_strategies  # noqa: F401  (registers the phenomenon)
+from learnscope.catalog import unlearning_privacy  # noqa: F401  (registers the phenomenon)
+from learnscope.catalog import ga_collapse  # noqa: F401  (registers the phenomenon)
+from learnscope.catalog import npo_vs_ga  # noqa: F401  (registers the phenomenon)
+from learnscope.catalog import unlearning_methods  # noqa: F401  (registers the phenomenon)
 
 __all__ = ["ArmData", "Phenomenon", "Verdict"]

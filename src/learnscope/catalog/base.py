@@ -98,6 +98,9 @@ class Phenomenon:
     source: ClassVar[str] = ""
     headline: ClassVar[str] = "accuracy/test"
     required_share: ClassVar[float] = 1.0
+    # {metric: label}: the arms side by side (mean [95% CI] of these final or
+    # derived measures) in summaries and reports (Run.tables); none when empty
+    comparison: ClassVar[dict[str, str]] = {}
 
     def arms(self, quick: bool) -> dict[str, Experiment]:
         raise NotImplementedError

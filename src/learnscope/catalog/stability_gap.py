@@ -207,11 +207,11 @@ class StabilityGap(Phenomenon):
         })
 
     def figures(self, arms: dict[str, ArmData]) -> list:
-        from learnscope.report.plots import band_plot, plt
+        from learnscope.report.plots import band_plot, new_figure, plt
 
         arm = arms["replay"]
         window = arm.record.spec["recipe"]["probe_after_switch"]
-        fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+        fig, ax = new_figure(7, 4.2)
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         for i, (block, steps, values) in enumerate(old_accuracy(arm)):
             shown = (steps >= block.start) & (steps <= block.start + window)
@@ -223,5 +223,4 @@ class StabilityGap(Phenomenon):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         ax.set_title("the stability gap (mean over seeds, band: lowest to highest seed)", fontsize=10)
-        fig.tight_layout()
         return [("stability gap: old-experience accuracy after each switch", fig)]

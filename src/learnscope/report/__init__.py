@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 from learnscope import registry
 from learnscope.continual import Stream, accuracy_matrix, arm_measures
 from learnscope.errors import LearnscopeError
-from learnscope.report.page import page, ranking_table, summary_table, verdict_block
+from learnscope.report.page import arm_table, page, summary_table, verdict_block
 from learnscope.report.plots import Series, accuracy_matrix_figure, curve_figures
 from learnscope.store.sqlite import Store
 
@@ -53,11 +53,10 @@ def write_report(store: Store, run_ids: Sequence[str], out: str | Path | None = 
         verdict = run.verdict
         sections.append(verdict_block(record.name, verdict))
         summary = run.summary()
-        sections.append(ranking_table(summary))
-        sections.append(summary_table(summary))
+        sections.extend(arm_table(table) for table in run.tables(summary))
         if record.kind == "phenomenon" and record.name in registry.phenomena:
-            phenomenon = registry.phenomena.get(record.name)()
-            extra.extend(phenomenon.figures(arms))
+            extra.extend(registry.phenomena.get(record.name)().figures(arms))
+        sections.append(summary_table(summary))
 
     images = []
     for caption, fig in curve_figures(series) + extra:

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from learnscope.continual import RANKED, ranking
 
 
 def fmt(value: float) -> str:
@@ -35,20 +34,18 @@ def summary_table(summary: pd.DataFrame) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def ranking_table(summary: pd.DataFrame) -> str:
-    """Arms ranked by their continual measures (streams with several arms, e.g.
-    strategies on one stream): best average accuracy first, then backward
-    transfer (learnscope.continual.ranking)."""
-    ranked = ranking(summary)
-    if ranked.empty:
-        return ""
-    names = [n for n in RANKED if n in ranked.columns]
-    head = "<tr><th>rank</th><th>arm</th>" + "".join(f"<th>{html.escape(n)} (95% CI)</th>" for n in names)
+def arm_table(table) -> str:
+    """Arms side by side (`Run.tables`): mean [95% CI] across seeds."""
+    ranked = "rank" in table.rows.columns
+    head = "<tr>" + ("<th>rank</th>" if ranked else "") + "<th>arm</th>" + "".join(
+        f"<th>{html.escape(label)} (95% CI)</th>" for label in table.labels) + "</tr>"
     rows = []
-    for r in ranked.to_dict("records"):
-        cells = "".join(f"<td>{fmt(r[n])} [{fmt(r[f'{n}_ci_low'])}, {fmt(r[f'{n}_ci_high'])}]</td>" for n in names)
-        rows.append(f"<tr><td>{r['rank']}</td><td>{html.escape(r['arm'])}</td>{cells}</tr>")
-    return f"<h3>Ranking by average accuracy</h3><table>{head}</tr>{''.join(rows)}</table>"
+    for r in table.rows.to_dict("records"):
+        cells = "".join(f"<td>{fmt(r[label])} [{fmt(r[label + ' low'])}, {fmt(r[label + ' high'])}]</td>"
+                        for label in table.labels)
+        rank = f"<td>{r['rank']}</td>" if ranked else ""
+        rows.append(f"<tr>{rank}<td>{html.escape(r['arm'])}</td>{cells}</tr>")
+    return f"<h3>{html.escape(table.title.capitalize())}</h3><table>{head}{''.join(rows)}</table>"
 
 
 def verdict_block(name: str, verdict) -> str:

@@ -37,6 +37,12 @@ def metric_families(series: list[Series]) -> dict[str, list[str]]:
     return {f: sorted(names) for f, names in sorted(families.items())}
 
 
+def new_figure(width: float, height: float):
+    """(figure, axes) laid out by matplotlib's constrained layout: long legends
+    and labels fit without warnings."""
+    return plt.subplots(figsize=(width, height), dpi=110, layout="constrained")
+
+
 def band_plot(ax, steps: np.ndarray, values: np.ndarray, label: str, color, linestyle="-") -> None:
     finite = np.where(np.isfinite(values), values, np.nan)
     with np.errstate(all="ignore"):
@@ -47,7 +53,7 @@ def band_plot(ax, steps: np.ndarray, values: np.ndarray, label: str, color, line
 
 
 def family_figure(name: str, metrics: list[str], series: list[Series]) -> Figure:
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    fig, ax = new_figure(7, 4.2)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = ["-", "--", ":", "-."]
     positive = True
@@ -78,7 +84,6 @@ def family_figure(name: str, metrics: list[str], series: list[Series]) -> Figure
     ax.set_title(f"{name} — mean across seeds, band: min to max seed", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
     return fig
 
 
@@ -91,7 +96,7 @@ def accuracy_matrix_figure(label: str, R: np.ndarray) -> Figure:
     on experience j after training on experience i."""
     mean = np.nanmean(R, axis=0)
     E = mean.shape[0]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * E, 1.0 + 0.6 * E), dpi=110)
+    fig, ax = new_figure(1.2 + 0.7 * E, 1.0 + 0.6 * E)
     image = ax.imshow(mean, vmin=0, vmax=1, cmap="viridis")
     for i in range(E):
         for j in range(E):
@@ -103,5 +108,4 @@ def accuracy_matrix_figure(label: str, R: np.ndarray) -> Figure:
     ax.set_ylabel("after training on experience i")
     ax.set_title(f"{label}: accuracy matrix (mean of {R.shape[0]} seeds)", fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
     return fig

@@ -1,0 +1,150 @@
+"""NPO against gradient ascent: at matched forget quality, Negative
+Preference Optimization keeps more of the model's utility, and its collapse,
+if it comes at all, comes much later — the source's claim that "the
+progression toward catastrophic collapse by minimizing the NPO loss is
+exponentially slower than GA".
+
+Setting (catalog/unlearning.py, "canaries"): original and retrain oracle on
+a 4-class Gaussian mixture with memorized wrong-label canaries; gradient
+ascent and NPO (β = 1) from the original, the same optimizer (full-batch
+SGD, lr 0.05), budget (300 steps) and probes (every step). At the original
+NPO's gradient is exactly gradient ascent's; it then weighs each canary by
+2σ(β(nll_ref − nll)), which falls as the canary is unlearned. Under Adam
+that shrinking scale is divided out and NPO behaves like gradient ascent
+(catalog/unlearning.py), hence SGD.
+
+Matched forget quality. Forget quality is forget accuracy (agreement with
+the canaries' wrong labels: 1 on the original). Gradient ascent only
+reaches a limited depth before it collapses (its lowest forget accuracy,
+measured 0.06-0.28), NPO goes deeper (0.00-0.11, the oracle's 0.00-0.08),
+so per seed the comparison is made at the deepest forget accuracy both
+reach in their budgets, L = max(lowest of GA, lowest of NPO): for each
+method, retain accuracy where its forget accuracy first comes down to L,
+interpolated linearly between the two probes around that point
+(`crossing`; at the first probe it reaches L, before any later recovery).
+L is gradient ascent's lowest in every seed measured, so this is
+gradient ascent at the most it forgets, against NPO at the same depth.
+
+Collapse: retain accuracy at most halfway from chance (0.25) to the
+original's (ga-collapse's level); its step is the first probe at that level,
+and a method that never reaches it within the budget is censored there.
+
+Signature, per seed (measured = ranges across seeds of `learnscope run
+npo-vs-ga --seeds 24` ("full") and `--quick --seeds 24` ("quick"); the
+default seeds are among them):
+- at matched forget quality NPO's retain accuracy exceeds gradient
+  ascent's by >= UTILITY_GAIN (0.1) (measured gains 0.191-0.746 full,
+  0.181-0.746 quick: NPO 0.950-0.998 and 0.844-1.000 against gradient
+  ascent's 0.246-0.802 and 0.246-0.808, at forget accuracies L 0.055-0.273
+  and 0.062-0.281, gradient ascent's lowest in every seed, NPO's lowest
+  0.039 or more below it full, 0.031 quick);
+- gradient ascent collapses within the budget (measured at steps 7-62
+  full, 8-47 quick);
+- NPO does not collapse before COLLAPSE_DELAY (3) times gradient ascent's
+  collapse step (measured: no seed collapsed within the 300 steps, i.e. at
+  least 4.8x later full, 6.4x quick; retain accuracy at the end
+  0.929-0.989 full, 0.817-0.993 quick).
+Beyond: over 3000 steps (8 seeds) NPO never collapsed (retain accuracy at
+the end 0.95-0.98 full, 0.92-0.98 quick) and its loss stayed finite, while
+gradient ascent's overflowed at steps 419-567 (catalog/ga_collapse.py).
+Privacy (derived): NPO under-unlearns, mean leakage +0.53 (95% CI [0.51,
+0.57]) full, +0.54 ([0.48, 0.59]) quick — its membership AUC stops near
+0.75 where the canaries' wrong labels are no longer predicted but still
+likelier than a never-seen example's; gradient ascent over-unlearns
+(-0.05 full, -0.10 quick).
+
+Wall time (`learnscope verify`, this 2-core machine, one torch thread, the
+process's start included): full 9 s, --quick 4 s.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from learnscope import registry
+from learnscope.catalog.base import ArmData, Verdict
+from learnscope.catalog.ga_collapse import GA, collapse_level
+from learnscope.catalog.unlearning import (
+    AUC,
+    CANARY_COMPARISON,
+    ORIGINAL,
+    UnlearningPhenomenon,
+    canary_arms,
+    canary_size,
+    crossing,
+    first_at_or_below,
+    first_failure,
+    updates,
+)
+from learnscope.spec import Experiment
+
+NPO = "npo"
+UTILITY_GAIN = 0.1
+COLLAPSE_DELAY = 3.0
+
+
+def matched_utility(steps: np.ndarray, forget: dict[str, np.ndarray], utility: dict[str, np.ndarray]
+                    ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """At the deepest forget quality every method reaches (per seed, the
+    largest of their lowest forget values, [S]): each method's utility and
+    step where its forget values first come down to it, interpolated
+    between probes. `steps` may be one array for all or {method: steps}."""
+    level = np.max(np.stack([np.nanmin(f, axis=1) for f in forget.values()]), axis=0)
+    at, where = {}, {}
+    for name, f in forget.items():
+        s = steps[name] if isinstance(steps, dict) else steps
+        where[name], at[name] = crossing(s, f, level, utility[name])
+    return level, at, where
+
+
+@registry.phenomena.register("npo-vs-ga")
+class NPOvsGA(UnlearningPhenomenon):
+    summary = ("canaries: at matched forget accuracy NPO keeps more retain accuracy than gradient ascent, and "
+               "does not collapse where gradient ascent does")
+    source = "Negative Preference Optimization: From Catastrophic Collapse to Effective Unlearning"
+    headline = "accuracy/retain"
+    comparison = CANARY_COMPARISON
+    tradeoffs = (("accuracy/forget", "accuracy/retain"), (AUC, "accuracy/test"))
+
+    def arms(self, quick: bool) -> dict[str, Experiment]:
+        return canary_arms(canary_size(quick), [GA, NPO])
+
+    def check(self, arms: dict[str, ArmData]) -> Verdict:
+        original = arms[ORIGINAL]
+        methods = {name: arms[name] for name in (GA, NPO)}
+        steps = {name: arm.curve("accuracy/forget")[0] for name, arm in methods.items()}
+        forget = {name: arm.curve("accuracy/forget")[1] for name, arm in methods.items()}
+        retain = {name: arm.curve("accuracy/retain")[1] for name, arm in methods.items()}
+        level, at, where = matched_utility(steps, forget, retain)
+        gain = at[NPO] - at[GA]
+        collapse = collapse_level(original.final("accuracy/retain"))
+        t = {name: first_at_or_below(steps[name], retain[name], collapse) for name in methods}
+        npo_budget = updates(arms[NPO])
+        npo_later = np.where(np.isnan(t[NPO]), npo_budget, t[NPO])  # censored at the budget
+        failures = []
+        for s in range(len(level)):
+            ga_collapse, npo_collapse = t[GA][s], t[NPO][s]
+            failures.append(first_failure(
+                (gain[s] >= UTILITY_GAIN,
+                 (f"at matched forget accuracy {level[s]:.3f} NPO keeps retain accuracy {at[NPO][s]:.3f}, "
+                  f"gradient ascent {at[GA][s]:.3f}: a gain of {gain[s]:.3f} < {UTILITY_GAIN:g}")),
+                (np.isfinite(ga_collapse), f"gradient ascent did not collapse within its {updates(arms[GA])} steps"),
+                (npo_later[s] >= COLLAPSE_DELAY * ga_collapse,
+                 (f"NPO collapsed at step {npo_collapse:.0f}, before {COLLAPSE_DELAY:g} x gradient ascent's "
+                  f"{ga_collapse:.0f}") if np.isfinite(npo_collapse) else
+                 (f"NPO's budget of {npo_budget} steps is shorter than {COLLAPSE_DELAY:g} x gradient ascent's "
+                  f"collapse step {ga_collapse:.0f}")),
+            ))
+        return self.verdict(original.seeds, failures, {
+            "matched forget accuracy": level.tolist(),
+            "GA retain accuracy at match": at[GA].tolist(),
+            "NPO retain accuracy at match": at[NPO].tolist(),
+            "NPO gain at match": gain.tolist(),
+            "GA step at match": where[GA].tolist(),
+            "NPO step at match": where[NPO].tolist(),
+            "GA collapse step": t[GA].tolist(),
+            "NPO collapse step (nan: never)": t[NPO].tolist(),
+            "GA final retain accuracy": retain[GA][:, -1].tolist(),
+            "NPO final retain accuracy": retain[NPO][:, -1].tolist(),
+            "NPO lowest forget accuracy": np.nanmin(forget[NPO], axis=1).tolist(),
+        })

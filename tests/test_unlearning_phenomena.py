@@ -1,0 +1,292 @@
+"""What the unlearning phenomena compute beyond the framework, against hand
+computations on synthetic curves:
+
+- `crossing` (where a forget curve first comes down to a level, and the
+  utility there, interpolated between probes) and `first_at_or_below`;
+- npo-vs-ga's matched-forget-quality comparison (`matched_utility`) and its
+  signature on synthetic arms, passing and failing for the right reasons;
+- ga-collapse's collapse level and signature on synthetic arms;
+- the derived privacy leakage and cost against direct computations, on
+  synthetic arms and through the store on a real run (`Run.summary`);
+- the arms-compared table (`Phenomenon.comparison_table`), and the
+  forget-quality-against-utility figure;
+- the arms of every unlearning entry: original and oracle on the same
+  experiment but the training split, methods started from the original.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from learnscope import registry
+from learnscope.catalog.base import ArmData
+from learnscope.catalog.ga_collapse import GACollapse, collapse_level
+from learnscope.catalog.npo_vs_ga import NPOvsGA, matched_utility
+from learnscope.catalog.unlearning import (
+    CANARY_CHANCE,
+    crossing,
+    first_at_or_below,
+    method_names,
+    tradeoff_figure,
+    unlearning_measures,
+)
+from learnscope.catalog.unlearning_methods import UnlearningMethods
+from learnscope.cli import main
+from learnscope.probes.privacy import privacy_leakage
+from learnscope.report.page import arm_table
+from learnscope.runs import ArmTable, compare_arms
+from learnscope.runner import run_phenomenon
+from learnscope.store import Store
+from learnscope.store.sqlite import RunRecord
+
+SEEDS = [0, 1, 2]
+
+
+def arm(name: str, curves: dict[str, np.ndarray], steps, *, source: str | None = None, train_steps: int = 100,
+        created: float = 0.0, finished: float | None = 10.0, seeds=SEEDS) -> ArmData:
+    """Synthetic stored arm: per metric a [S, T] array over `steps`."""
+    rows = [{"run_id": f"run.{name}", "seed": seed, "step": int(step), "name": metric, "value": float(v)}
+            for metric, values in curves.items() for seed, row in zip(seeds, np.atleast_2d(values))
+            for step, v in zip(steps, row)]
+    spec = {"recipe": {"steps": train_steps}, **({"init_from": source} if source else {})}
+    record = RunRecord(f"run.{name}", "test", "experiment", "run", name, spec, list(seeds), "finished", None,
+                       created, finished, "0", "host")
+    return ArmData(record, pd.DataFrame(rows))
+
+
+# ---------------------------------------------------------------- crossing
+
+
+def test_crossing_interpolates_between_the_probes_around_the_level():
+    steps = np.array([0, 10, 20, 30])
+    forget = np.array([
+        [1.0, 0.8, 0.4, 0.2],  # crosses 0.5 between step 10 (0.8) and 20 (0.4): 3/4 of the way
+        [1.0, 0.9, 0.7, 0.6],  # never comes down to 0.5
+        [0.4, 0.3, 0.2, 0.1],  # already there at the first probe
+        [1.0, 0.5, 0.1, 0.9],  # exactly at a probe; the later recovery does not matter
+        [1.0, np.nan, 0.6, 0.6],  # NaN never counts as reached
+    ])
+    utility = np.array([
+        [1.0, 0.9, 0.5, 0.3],
+        [1.0, 1.0, 1.0, 1.0],
+        [0.7, 0.6, 0.5, 0.4],
+        [1.0, 0.8, 0.2, 0.1],
+        [1.0, 1.0, 1.0, 1.0],
+    ])
+    at_step, at_utility = crossing(steps, forget, 0.5, utility)
+    np.testing.assert_allclose(at_step, [17.5, np.nan, 0.0, 10.0, np.nan])
+    np.testing.assert_allclose(at_utility, [0.9 + 0.75 * (0.5 - 0.9), np.nan, 0.7, 0.8, np.nan])
+
+
+def test_crossing_takes_one_level_per_seed_and_defaults_to_its_own_values():
+    steps = np.array([0, 4, 8])
+    forget = np.array([[1.0, 0.6, 0.2], [1.0, 0.6, 0.2]])
+    at_step, at_value = crossing(steps, forget, np.array([0.8, 0.3]))
+    np.testing.assert_allclose(at_step, [2.0, 4 + 4 * 0.3 / 0.4])  # (1 - .8)/(1 - .6) of 4; (.6 - .3)/(.6 - .2) of 4
+    np.testing.assert_allclose(at_value, [0.8, 0.3])
+
+
+def test_first_at_or_below():
+    steps = np.array([0, 5, 10])
+    values = np.array([[1.0, 0.5, 0.2], [1.0, 0.9, 0.8], [0.1, 0.9, 0.1]])
+    np.testing.assert_array_equal(first_at_or_below(steps, values, 0.5), [5.0, np.nan, 0.0])
+    np.testing.assert_array_equal(first_at_or_below(steps, values, np.array([0.2, 0.8, 0.0])), [10.0, 10.0, np.nan])
+
+
+# ---------------------------------------------------------------- npo-vs-ga
+
+STEPS = np.array([0, 10, 20, 30, 40, 100])  # the last probe: the end of a 100-step budget
+GA_FORGET = np.array([
+    [1.0, 0.6, 0.3, 0.25, 0.3, 0.3],  # lowest 0.25, at step 30
+    [1.0, 0.5, 0.2, 0.2, 0.2, 0.2],  # lowest 0.2, at step 20
+    [1.0, 0.9, 0.5, 0.4, 0.4, 0.4],  # lowest 0.4, at step 30
+])
+GA_RETAIN = np.array([
+    [1.0, 1.0, 0.6, 0.4, 0.3, 0.25],
+    [1.0, 0.9, 0.5, 0.3, 0.25, 0.25],
+    [1.0, 1.0, 0.9, 0.7, 0.5, 0.3],
+])
+NPO_FORGET = np.array([
+    [1.0, 0.7, 0.35, 0.15, 0.05, 0.0],  # reaches 0.25 between 20 (0.35) and 30 (0.15): half way
+    [1.0, 0.6, 0.3, 0.1, 0.05, 0.05],  # reaches 0.2 between 20 (0.3) and 30 (0.1): half way
+    [1.0, 0.8, 0.6, 0.45, 0.45, 0.45],  # lowest 0.45 > GA's 0.4: the match is at 0.45
+])
+NPO_RETAIN = np.array([
+    [1.0, 1.0, 0.98, 0.96, 0.95, 0.95],
+    [1.0, 1.0, 1.0, 0.9, 0.9, 0.9],
+    [1.0, 1.0, 1.0, 0.8, 0.8, 0.8],
+])
+
+
+def test_matched_utility_by_hand():
+    level, at, where = matched_utility(STEPS, {"ga": GA_FORGET, "npo": NPO_FORGET},
+                                       {"ga": GA_RETAIN, "npo": NPO_RETAIN})
+    np.testing.assert_allclose(level, [0.25, 0.2, 0.45])
+    # GA reaches its own lowest at a probe; seed 2's 0.45 between 20 (0.5) and 30 (0.4): half way
+    np.testing.assert_allclose(where["ga"], [30.0, 20.0, 25.0])
+    np.testing.assert_allclose(at["ga"], [0.4, 0.5, 0.8])
+    np.testing.assert_allclose(where["npo"], [25.0, 25.0, 30.0])
+    np.testing.assert_allclose(at["npo"], [0.97, 0.95, 0.8])
+
+
+def canary_arms_by_hand(npo_retain=NPO_RETAIN, ga_retain=GA_RETAIN, budget=100):
+    final = {"accuracy/forget": np.full((3, 1), 1.0), "accuracy/retain": np.full((3, 1), 1.0),
+             "membership_auc/forget": np.full((3, 1), 0.99), "accuracy/test": np.full((3, 1), 0.8)}
+    oracle = {"accuracy/forget": np.full((3, 1), 0.02), "accuracy/retain": np.full((3, 1), 1.0),
+              "membership_auc/forget": np.array([[0.5], [0.45], [0.55]]), "accuracy/test": np.full((3, 1), 0.9)}
+    auc = np.linspace(0.99, 0.4, len(STEPS))[None].repeat(3, 0)
+    test = np.full((3, len(STEPS)), 0.8)
+    return {
+        "original": arm("original", final, [200], train_steps=200),
+        "oracle": arm("oracle", oracle, [200], train_steps=200),
+        "gradient-ascent": arm("gradient-ascent", {"accuracy/forget": GA_FORGET, "accuracy/retain": ga_retain,
+                                                   "membership_auc/forget": auc, "accuracy/test": test},
+                               STEPS, source="@original", train_steps=budget),
+        "npo": arm("npo", {"accuracy/forget": NPO_FORGET, "accuracy/retain": npo_retain,
+                           "membership_auc/forget": auc, "accuracy/test": test}, STEPS, source="@original",
+                   train_steps=budget),
+    }
+
+
+def test_npo_vs_ga_signature_on_synthetic_arms():
+    # collapse level: 0.25 + (1 - 0.25) / 2 = 0.625; GA reaches it at steps 20, 20, 40
+    np.testing.assert_allclose(collapse_level(np.ones(3)), 0.625)
+    verdict = NPOvsGA().check(canary_arms_by_hand())
+    m = verdict.measures
+    np.testing.assert_allclose(m["NPO gain at match"], [0.57, 0.45, 0.0], atol=1e-12)
+    np.testing.assert_allclose(m["GA collapse step"], [20.0, 20.0, 40.0])
+    assert np.isnan(m["NPO collapse step (nan: never)"]).all()
+    assert verdict.passed == [True, True, False]
+    assert "a gain of 0.000 < 0.1" in verdict.failures[2]
+
+
+def test_npo_vs_ga_fails_when_npo_collapses_soon_after_ga():
+    npo_retain = NPO_RETAIN.copy()
+    npo_retain[0, 4:] = 0.5  # collapses at step 40 < 3 x GA's 20; its match (step 25) still keeps 0.97
+    verdict = NPOvsGA().check(canary_arms_by_hand(npo_retain=npo_retain))
+    assert not verdict.passed[0]
+    assert verdict.failures[0] == "NPO collapsed at step 40, before 3 x gradient ascent's 20"
+
+
+def test_npo_vs_ga_fails_when_ga_does_not_collapse():
+    verdict = NPOvsGA().check(canary_arms_by_hand(ga_retain=np.maximum(GA_RETAIN, 0.7)))
+    assert verdict.failures[0] == "gradient ascent did not collapse within its 100 steps"
+
+
+def test_npo_vs_ga_never_collapsing_is_censored_at_its_budget():
+    """NPO never collapses: its collapse counts as the end of its budget, which
+    must be at least 3 x GA's collapse step (60 for GA's 20)."""
+    verdict = NPOvsGA().check(canary_arms_by_hand(budget=50))
+    assert verdict.failures[0] == ("NPO's budget of 50 steps is shorter than 3 x gradient ascent's collapse step 20")
+
+
+def test_ga_collapse_signature_on_synthetic_arms():
+    arms = canary_arms_by_hand()
+    del arms["npo"]
+    verdict = GACollapse().check(arms)
+    m = verdict.measures
+    # lowest AUC 0.4 against the oracle's 0.5, 0.45, 0.55
+    np.testing.assert_allclose(m["lowest AUC - oracle AUC"], [-0.1, -0.05, -0.15])
+    # retain accuracy where forget accuracy first reaches 0.5: seed 0 between 10 (0.6) and 20 (0.3), a third
+    np.testing.assert_allclose(m["retain accuracy at half forgotten"], [1.0 - 0.4 / 3, 0.9, 0.9])
+    np.testing.assert_allclose(m["final retain accuracy"], [0.25, 0.25, 0.3])
+    assert verdict.passed == [False, True, True]
+    assert verdict.failures[0].startswith("retain accuracy is 0.867 < 0.9 when forget accuracy reaches 0.5")
+    assert CANARY_CHANCE == 0.25
+
+
+# ---------------------------------------------------------------- derived measures
+
+
+def test_privacy_leakage_and_cost_against_direct_computation():
+    auc = "membership_auc/forget"
+    arms = {
+        "original": arm("original", {auc: np.array([[0.9, 0.99], [0.8, 0.97], [0.95, 1.0]])}, [0, 100],
+                        created=0.0, finished=40.0),
+        "oracle": arm("oracle", {auc: np.array([[0.6, 0.5], [0.5, 0.45], [0.5, 0.55]])}, [0, 100],
+                      created=40.0, finished=80.0),
+        "npo": arm("npo", {auc: np.array([[0.99, 0.7], [0.97, 0.6], [1.0, 0.5]])}, [0, 30], source="@original",
+                   train_steps=30, created=80.0, finished=90.0),
+    }
+    measures = unlearning_measures(arms)
+    assert set(measures) == {"original", "npo"}  # not the oracle; cost only for the arm that unlearns
+    oracle_final = np.array([0.5, 0.45, 0.55])
+    np.testing.assert_allclose(measures["npo"]["privacy_leakage"], (np.array([0.7, 0.6, 0.5]) - oracle_final)
+                               / oracle_final)
+    np.testing.assert_allclose(measures["original"]["privacy_leakage"],
+                               (np.array([0.99, 0.97, 1.0]) - oracle_final) / oracle_final)
+    np.testing.assert_allclose(measures["npo"]["cost/updates"], [0.3] * 3)
+    np.testing.assert_allclose(measures["npo"]["cost/wall_time"], [0.25] * 3)
+    assert method_names(arms) == ["npo"]
+
+
+def test_derived_privacy_leakage_through_the_store(tmp_path, capsys):
+    """On a real (quick) run, the summary's privacy leakage is MUSE's formula
+    applied to the stored final AUCs, seed by seed; `learnscope show` and the
+    report lay the arms side by side."""
+    store = Store(tmp_path / "store")
+    run = run_phenomenon("unlearning-privacy", quick=True, store=store)
+    metrics = run.metrics
+    auc = metrics[metrics["name"] == "membership_auc/forget"]
+    last = auc[auc["step"] == auc.groupby("arm")["step"].transform("max")].pivot(index="seed", columns="arm",
+                                                                                  values="value")
+    summary = run.summary().set_index(["arm", "metric"])
+    stored = summary.loc[("original", "privacy_leakage"), "values"]
+    np.testing.assert_allclose(stored, privacy_leakage(last["original"], last["oracle"]).to_numpy())
+    assert ("oracle", "privacy_leakage") not in summary.index
+
+    capsys.readouterr()
+    assert main(["show", run.id, "--store", str(tmp_path / "store")]) == 0
+    shown = capsys.readouterr().out
+    assert "arms compared: mean [95% CI] across seeds" in shown and "privacy leakage" in shown
+    page = run.report(tmp_path / "report").read_text()
+    assert "Arms compared" in page and "<td>original</td>" in page
+
+
+# ---------------------------------------------------------------- table and figure
+
+
+def test_comparison_table_lays_the_arms_side_by_side():
+    summary = pd.DataFrame([
+        {"arm": "npo", "metric": "exact_match/forget", "mean": 0.1, "ci_low": 0.05, "ci_high": 0.2},
+        {"arm": "npo", "metric": "privacy_leakage", "mean": -0.2, "ci_low": -0.3, "ci_high": -0.1},
+        {"arm": "original", "metric": "exact_match/forget", "mean": 1.0, "ci_low": 1.0, "ci_high": 1.0},
+    ])
+    metrics = UnlearningMethods.comparison
+    table = compare_arms(summary, metrics, ["original", "oracle", "npo"])
+    assert table["arm"].tolist() == ["original", "npo"]  # the order given, arms the summary holds
+    assert table.loc[1, "forget verbatim"] == 0.1 and table.loc[1, "privacy leakage low"] == -0.3
+    assert np.isnan(table.loc[0, "privacy leakage"])  # measured for no original seed: blank
+    html = arm_table(ArmTable("arms compared", ["forget verbatim", "privacy leakage"], table))
+    assert "<tr><td>npo</td><td>0.1 [0.05, 0.2]</td><td>-0.2 [-0.3, -0.1]</td></tr>" in html
+
+
+def test_tradeoff_figure_draws_a_curve_per_method_and_the_references():
+    arms = canary_arms_by_hand()
+    fig = tradeoff_figure(arms, "accuracy/forget", "accuracy/retain", "t")
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["gradient-ascent", "npo", "original", "oracle"]
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), GA_FORGET.mean(0))
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), GA_RETAIN.mean(0))
+    assert len(NPOvsGA().figures(arms)) == 2
+
+
+# ---------------------------------------------------------------- arms
+
+
+@pytest.mark.parametrize("name", ["unlearning-privacy", "ga-collapse", "npo-vs-ga", "unlearning-methods"])
+@pytest.mark.parametrize("quick", [True, False])
+def test_arms_start_from_the_original_and_the_oracle_drops_the_forget_set(name, quick):
+    arms = registry.phenomena.get(name)().arms(quick)
+    original, oracle = arms["original"], arms["oracle"]
+    assert original.recipe.train_split == "train" and oracle.recipe.train_split == "retain"
+    assert original.with_overrides(["recipe.train_split=retain"]) == oracle
+    for method, exp in arms.items():
+        if method in ("original", "oracle"):
+            continue
+        assert exp.init_from == "@original" and exp.recipe.train_split == "forget"
+        assert exp.task == original.task and exp.model == original.model and exp.seeds == original.seeds
+        assert [i.registry_name for i in exp.interventions] == [method]
