@@ -15,5 +15,7 @@ from learnscope.catalog import unlearning_privacy  # noqa: F401  (registers the 
 from learnscope.catalog import ga_collapse  # noqa: F401  (registers the phenomenon)
 from learnscope.catalog import npo_vs_ga  # noqa: F401  (registers the phenomenon)
 from learnscope.catalog import unlearning_methods  # noqa: F401  (registers the phenomenon)
+from learnscope.catalog import unlearning_scalability  # noqa: F401  (registers the phenomenon)
+from learnscope.catalog import unlearning_sustainability  # noqa: F401  (registers the phenomenon)
 
 __all__ = ["ArmData", "Phenomenon", "Verdict"]

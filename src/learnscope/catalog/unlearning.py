@@ -166,11 +166,16 @@ def canary_base(size: CanarySize) -> dict:
     }
 
 
-def canary_arms(size: CanarySize, methods: Sequence[str] = ()) -> dict[str, Experiment]:
+def unlearn_recipe(steps: int, probe_every: int = 1) -> dict:
+    """The canary setting's unlearning: full-batch SGD at UNLEARN_LR."""
+    return {"optimizer": "sgd", "lr": UNLEARN_LR, "steps": steps, "probe_every": probe_every, "probe_log_points": 0}
+
+
+def canary_arms(size: CanarySize, methods: Sequence[str] = (), probe_every: int = 1) -> dict[str, Experiment]:
     """original, oracle and the named methods of CANARY_METHODS (full-batch
-    SGD at UNLEARN_LR for `size.unlearn_steps` steps, probed every step)."""
-    recipe = {"optimizer": "sgd", "lr": UNLEARN_LR, "steps": size.unlearn_steps, "probe_every": 1,
-              "probe_log_points": 0}
+    SGD at UNLEARN_LR for `size.unlearn_steps` steps, probed every
+    `probe_every` steps)."""
+    recipe = unlearn_recipe(size.unlearn_steps, probe_every)
     return unlearning_arms(canary_base(size), {m: (CANARY_METHODS[m], recipe) for m in methods})
 
 
