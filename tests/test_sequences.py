@@ -8,36 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from pydantic import Field
 
 from learnscope import registry
 from learnscope.errors import SpecError
 from learnscope.spec import Experiment
-from learnscope.tasks.base import Dataset, Task, TaskInfo
+from learnscope.tasks.base import TaskInfo
 from learnscope.train.losses import IGNORE, example_accuracy, example_losses
 from learnscope.train.trainer import Trainer
-
-
-@registry.tasks.register("test-copy-sequence")
-class CopySequence(Task):
-    """Test task: random token strings; the target at position t is token t+1,
-    scored only in the second half (a prompt, then its continuation)."""
-
-    length: int = Field(8, ge=4)
-    vocab: int = Field(11, ge=2)
-    samples: int = Field(40, ge=4)
-
-    def info(self) -> TaskInfo:
-        return TaskInfo("tokens", (self.length,), self.vocab, "cross_entropy", ("train", "test"),
-                        vocab_size=self.vocab, sequence=True)
-
-    def build(self, seed: int) -> Dataset:
-        gen = torch.Generator().manual_seed(seed)
-        tokens = torch.randint(0, self.vocab, (self.samples, self.length + 1), generator=gen)
-        targets = tokens[:, 1:].clone()
-        targets[:, : self.length // 2] = IGNORE
-        half = self.samples // 2
-        return Dataset(tokens[:, :-1], targets, {"train": torch.arange(half), "test": torch.arange(half, self.samples)})
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
@@ -46,7 +23,7 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 
 
 def test_sequence_losses_and_accuracies_match_numpy():
-    info = CopySequence().info()
+    info = registry.tasks.get("test-token-strings")().info()
     rng = np.random.default_rng(0)
     S, B, T, V = 2, 3, 5, 11
     outputs = rng.normal(size=(S, B, T, V))
@@ -75,7 +52,7 @@ def test_classification_losses_match_numpy_at_every_width():
 
 def sequence_trainer(seeds=(0, 1)) -> Trainer:
     return Trainer(Experiment.model_validate({
-        "task": {"name": "test-copy-sequence"}, "seeds": list(seeds),
+        "task": {"name": "test-token-strings"}, "seeds": list(seeds),
         "model": {"name": "transformer", "layers": 2, "d_model": 16, "heads": 2, "d_mlp": 24},
         "recipe": {"optimizer": "adamw", "lr": 1e-2, "steps": 30, "probe_every": 10, "probe_log_points": 0},
         "probes": ["loss", "accuracy"],
@@ -105,7 +82,7 @@ def test_sequence_model_trains_and_equals_single_runs():
 
 
 def test_sequence_tasks_refuse_models_and_probes_that_read_one_label():
-    base = {"task": {"name": "test-copy-sequence"}, "model": {"name": "mlp"}}
+    base = {"task": {"name": "test-token-strings"}, "model": {"name": "mlp"}}
     with pytest.raises(SpecError, match="model.name: 'mlp' reads a whole sequence at once"):
         Trainer(Experiment.model_validate(base))
     base["model"] = {"name": "transformer", "d_model": 16, "heads": 2}

@@ -104,6 +104,21 @@ def experience_data(trainer: Trainer, split: str, k: int) -> tuple[np.ndarray, n
 PERMUTED_TINY = {"name": "permuted-stream", "experiences": 3, "base": gaussians(4, 6, 40, 20)}
 
 
+def assert_penalty_gradient(trainer, state, strength: float) -> None:
+    """The quadratic penalty's gradient added after backward is autograd's
+    gradient of strength · Σ importance · (θ − anchor)²."""
+    theta = [p.detach().clone().requires_grad_() for p in trainer.params]
+    penalty = sum((strength * f * (t - a) ** 2).sum()
+                  for t, f, a in zip(theta, state.penalty.importance, state.penalty.anchor))
+    expected = torch.autograd.grad(penalty, theta)
+    for p in trainer.params:
+        p.grad = torch.zeros_like(p)
+    state.after_backward(trainer)
+    for p, want in zip(trainer.params, expected):
+        assert want.abs().max() > 0
+        torch.testing.assert_close(p.grad, want, rtol=1e-6, atol=1e-9)
+
+
 @pytest.mark.parametrize("batches,batch_size", [(40, 1), (1, 40)], ids=["per-example", "full-batch"])
 def test_fisher_equals_squared_gradients_computed_by_hand(batches, batch_size):
     """A permutation pass through the 40 examples of an experience: in batches
@@ -137,16 +152,7 @@ def test_ewc_gradient_term_equals_autograd_of_the_penalty():
     state: EWCState = trainer.interventions[0]
     assert state.penalty.importance is not None and any(
         not torch.equal(p, a) for p, a in zip(trainer.params, state.penalty.anchor))  # moved since the anchor
-    theta = [p.detach().clone().requires_grad_() for p in trainer.params]
-    penalty = sum((lamb / 2 * f * (t - a) ** 2).sum()
-                  for t, f, a in zip(theta, state.penalty.importance, state.penalty.anchor))
-    expected = torch.autograd.grad(penalty, theta)
-    for p in trainer.params:
-        p.grad = torch.zeros_like(p)
-    state.after_backward(trainer)
-    for p, want in zip(trainer.params, expected):
-        assert want.abs().max() > 0
-        torch.testing.assert_close(p.grad, want, rtol=1e-6, atol=1e-9)
+    assert_penalty_gradient(trainer, state, strength=lamb / 2)
 
 
 # ---------------------------------------------------------------- SI
@@ -181,16 +187,7 @@ def test_si_path_integral_and_importance_by_hand():
     for got, g, p, before in zip(state.path, grads[2], trainer.params, thetas[2]):  # ω restarted at the switch
         torch.testing.assert_close(got, -g * (p.detach() - before), rtol=1e-5, atol=1e-9)
 
-    theta = [p.detach().clone().requires_grad_() for p in trainer.params]
-    penalty = sum((c * o * (t - a) ** 2).sum() for t, o, a in zip(theta, state.penalty.importance,
-                                                                   state.penalty.anchor))
-    expected = torch.autograd.grad(penalty, theta)
-    for p in trainer.params:
-        p.grad = torch.zeros_like(p)
-    state.after_backward(trainer)
-    for p, want in zip(trainer.params, expected):
-        assert want.abs().max() > 0
-        torch.testing.assert_close(p.grad, want, rtol=1e-6, atol=1e-9)
+    assert_penalty_gradient(trainer, state, strength=c)
 
 
 # ---------------------------------------------------------------- A-GEM

@@ -27,7 +27,6 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from sklearn.metrics import roc_auc_score
@@ -39,7 +38,6 @@ from learnscope.probes.privacy import membership_auc, privacy_leakage
 from learnscope.runner import run_experiment
 from learnscope.spec import Experiment
 from learnscope.store.sqlite import Store
-from learnscope.tasks.base import Dataset, Task, TaskInfo
 from learnscope.tasks.forget_set import ForgetSet
 from learnscope.train.losses import IGNORE
 from learnscope.train.passes import PassPlan
@@ -47,6 +45,8 @@ from learnscope.train.trainer import Trainer
 
 RTOL, ATOL = 1e-5, 1e-6
 SEEDS = [0, 1, 2]
+# random token strings (tests/conftest.py), forget-set base of the sequence tests
+UNLEARN_STRINGS = {"name": "test-token-strings", "length": 6, "vocab": 9, "samples": 48, "train_fraction": 2 / 3}
 
 
 def gaussians(classes=4, dim=5, samples=80, test_samples=40) -> dict:
@@ -160,7 +160,7 @@ def test_split_sizes_do_not_depend_on_the_seed(kind):
                                                  "is a stream of experiences")),
     (forget_set(base={"name": "gausian-mixture"}), "task.base.name: unknown task 'gausian-mixture'"),
     (forget_set("class", base={"name": "modular-arithmetic", "p": 7}), "task.kind: class: class 0 has"),
-    (forget_set("canaries", base={"name": "test-unlearn-sequence"}), "task.kind: canaries needs one label per example"),
+    (forget_set("canaries", base=UNLEARN_STRINGS), "task.kind: canaries needs one label per example"),
 ])
 def test_bad_forget_sets_are_refused_in_one_line(task, message):
     with pytest.raises(SpecError) as error:
@@ -540,30 +540,7 @@ def test_resumed_run_ends_bit_for_bit_where_the_uninterrupted_one_does(ensemble_
 # ---------------------------------------------------------------- sequences
 
 
-@registry.tasks.register("test-unlearn-sequence")
-class TokenStrings(Task):
-    """Test task: random token strings; the target at position t is token
-    t + 1, scored in the second half only (a prompt, then its continuation)."""
-
-    length: int = Field(6, ge=4)
-    vocab: int = Field(9, ge=2)
-    samples: int = Field(48, ge=4)
-
-    def info(self) -> TaskInfo:
-        return TaskInfo("tokens", (self.length,), self.vocab, "cross_entropy", ("train", "test"),
-                        vocab_size=self.vocab, sequence=True)
-
-    def build(self, seed: int) -> Dataset:
-        gen = torch.Generator().manual_seed(seed)
-        tokens = torch.randint(0, self.vocab, (self.samples, self.length + 1), generator=gen)
-        targets = tokens[:, 1:].clone()
-        targets[:, : self.length // 2] = IGNORE
-        train = self.samples * 2 // 3
-        splits = {"train": torch.arange(train), "test": torch.arange(train, self.samples)}
-        return Dataset(tokens[:, :-1], targets, splits)
-
-
-SEQUENCE_TASK = forget_set("random", base={"name": "test-unlearn-sequence"}, fraction=0.25)  # forget 8 of 32
+SEQUENCE_TASK = forget_set("random", base=UNLEARN_STRINGS, fraction=0.25)  # forget 8 of 32
 TRANSFORMER = {"name": "transformer", "layers": 1, "d_model": 16, "heads": 2, "d_mlp": 24}
 
 
@@ -578,7 +555,7 @@ def sequence_batch(seed: int = 0):
 
 
 def test_sequence_nll_sums_and_kl_averages_over_scored_positions():
-    info = TokenStrings().info()
+    info = registry.tasks.get("test-token-strings")().info()  # a sequence task: what the losses read of it
     outputs, reference, targets = sequence_batch()
     nll = example_nll(info, torch.tensor(outputs), torch.tensor(targets)).numpy()
     kl = example_kl(info, torch.tensor(reference), torch.tensor(outputs), torch.tensor(targets)).numpy()
