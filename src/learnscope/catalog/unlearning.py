@@ -161,7 +161,8 @@ def canary_base(size: CanarySize) -> dict:
         "model": {"name": "mlp", "hidden": [size.hidden]},
         "recipe": {"optimizer": "adam", "lr": 3e-3, "steps": size.original_steps, "probe_every": 25,
                    "probe_log_points": 0},
-        "probes": [{"name": "accuracy", "splits": ["forget", "retain", "test"]}, "membership_auc"],
+        "probes": [{"name": "accuracy", "splits": ["forget", "retain", "test"]},
+                   {"name": "loss", "splits": ["forget", "retain", "test"]}, "membership_auc"],
         "seeds": size.seeds,
     }
 

@@ -147,7 +147,8 @@ def facts_base(size: FactsSize) -> dict:
         "recipe": {"optimizer": "adamw", "lr": 3e-3, "steps": size.original_steps, "batch_size": size.original_batch,
                    "probe_every": 50, "probe_log_points": 0},
         "probes": [{"name": "exact_match", "splits": ["forget", "forget_knowledge", "retain", "retain_knowledge",
-                                                      "holdout"]}, "membership_auc"],
+                                                      "holdout"]},
+                   {"name": "loss", "splits": ["forget", "retain", "holdout"]}, "membership_auc"],
         "seeds": size.seeds,
     }
 

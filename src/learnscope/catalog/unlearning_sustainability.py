@@ -72,7 +72,8 @@ class UnlearningSustainability(Phenomenon):
     def arms(self, quick: bool) -> dict[str, Experiment]:
         base = canary_base(canary_size(quick))
         base["task"] = {**base["task"], "requests": REQUESTS}
-        base["probes"] = [{"name": "accuracy", "splits": [f"forget/{r}" for r in range(REQUESTS)] + ["retain", "test"]}]
+        splits = [f"forget/{r}" for r in range(REQUESTS)] + ["retain", "test"]
+        base["probes"] = [{"name": "accuracy", "splits": splits}, {"name": "loss", "splits": splits}]
         arms = {ORIGINAL: Experiment.model_validate(base)}
         for r in range(REQUESTS):
             arms[f"oracle-{r}"] = Experiment.model_validate({**base, "recipe": {**base["recipe"], "train_split": f"keep/{r}"}})
