@@ -11,7 +11,9 @@ computations on synthetic curves:
 - the arms-compared table (`Phenomenon.comparison_table`), and the
   forget-quality-against-utility figure;
 - the arms of every unlearning entry: original and oracle on the same
-  experiment but the training split, methods started from the original.
+  experiment but the training split, methods started from the original;
+- unlearning-scalability and -sustainability: signatures on synthetic arms,
+  their arms (forget-set shares, chained requests) and sweep figures.
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ from learnscope.catalog.unlearning import (
     unlearning_measures,
 )
 from learnscope.catalog.unlearning_methods import UnlearningMethods
+from learnscope.catalog.unlearning_scalability import SHARES, UnlearningScalability
+from learnscope.catalog.unlearning_sustainability import UnlearningSustainability
 from learnscope.cli import main
 from learnscope.probes.privacy import privacy_leakage
 from learnscope.report.page import arm_table
-from learnscope.runs import ArmTable, compare_arms
 from learnscope.runner import run_phenomenon
+from learnscope.runs import ArmTable, compare_arms
 from learnscope.store import Store
 from learnscope.store.sqlite import RunRecord
 
@@ -290,3 +294,133 @@ def test_arms_start_from_the_original_and_the_oracle_drops_the_forget_set(name, 
         assert exp.init_from == "@original" and exp.recipe.train_split == "forget"
         assert exp.task == original.task and exp.model == original.model and exp.seeds == original.seeds
         assert [i.registry_name for i in exp.interventions] == [method]
+
+
+# ---------------------------------------------------------------- scalability and sustainability
+
+
+def finals(**metrics) -> dict[str, np.ndarray]:
+    """Final values per seed as one-probe curves: metric -> [S, 1]."""
+    return {metric.replace("__", "/"): np.asarray(values, dtype=float)[:, None] for metric, values in metrics.items()}
+
+
+def scalability_arms(ga_large_test=(0.3, 0.3, 0.3)) -> dict[str, ArmData]:
+    arms = {}
+    for label in SHARES:
+        ga_test = ga_large_test if label == "large" else (0.3, 0.4, 0.25)
+        for name, forget, test in (("original", (1.0, 1.0, 1.0), (0.8, 0.7, 0.6)),
+                                   ("oracle", (0.0, 0.05, 0.0), (0.9, 0.9, 0.95)),
+                                   ("gradient-ascent", (0.2, 0.3, 0.25), ga_test),
+                                   ("npo", (0.05, 0.1, 0.15), (0.85, 0.9, 0.8))):
+            curves = finals(accuracy__forget=forget, accuracy__test=test)
+            arms[f"{name}-{label}"] = arm(f"{name}-{label}", curves, [300])
+    return arms
+
+
+def test_scalability_signature_on_synthetic_arms():
+    verdict = UnlearningScalability().check(scalability_arms(ga_large_test=(0.3, 0.3, 0.56)))
+    # seed 2: NPO 0.8 - GA 0.25 >= 0.2 at small and medium; at large 0.8 - 0.56 still is, but GA keeps 0.56 > 0.55
+    assert verdict.passed == [True, True, False]
+    assert verdict.failures[2] == "canaries 37.5% of the training set: gradient ascent kept test accuracy 0.560 > 0.55"
+    np.testing.assert_allclose(verdict.measures["NPO - GA test accuracy @3.1%"], [0.55, 0.5, 0.55])
+    np.testing.assert_allclose(verdict.measures["NPO - oracle test accuracy @37.5% (reported)"], [-0.05, 0.0, -0.15])
+
+
+def test_scalability_fails_at_the_first_size_where_npo_keeps_too_little():
+    arms = scalability_arms()
+    arms["npo-medium"] = arm("npo-medium", finals(accuracy__forget=(0.05, 0.2, 0.1), accuracy__test=(0.85, 0.9, 0.4)),
+                             [300])
+    verdict = UnlearningScalability().check(arms)
+    assert verdict.passed == [True, False, False]
+    assert verdict.failures[1] == "canaries 12.5% of the training set: NPO's forget accuracy 0.200 > 0.15"
+    assert verdict.failures[2] == ("canaries 12.5% of the training set: NPO's test accuracy 0.400 exceeds gradient "
+                                   "ascent's 0.250 by less than 0.2")
+
+
+def test_scalability_arms_sweep_the_forget_set_with_their_own_original():
+    for quick in (True, False):
+        arms = UnlearningScalability().arms(quick)
+        samples = arms["original-small"].task.base.samples
+        for label, share in SHARES.items():
+            original = arms[f"original-{label}"]
+            assert original.task.count == share * samples  # 3.1%, 12.5%, 37.5% exactly
+            oracle = arms[f"oracle-{label}"]
+            assert oracle.recipe.train_split == "retain" and oracle.task == original.task
+            for method in ("gradient-ascent", "npo"):
+                assert arms[f"{method}-{label}"].init_from == f"@original-{label}"
+                assert arms[f"{method}-{label}"].task == original.task
+
+
+def sustainability_arms(npo_relearns: float = 0.05) -> dict[str, ArmData]:
+    def requests(*values):  # accuracy on requests 0..2, the same for every seed
+        return {f"accuracy__forget__{q}": (v, v, v) for q, v in enumerate(values)}
+
+    arms = {"original": arm("original", finals(**requests(1, 1, 1), accuracy__test=(0.8, 0.8, 0.8)), [200])}
+    for r in range(3):
+        arms[f"oracle-{r}"] = arm(f"oracle-{r}", finals(**requests(0, 0, 0), accuracy__test=(0.9, 0.9, 0.9)), [200])
+        gone = [0.1] * (r + 1) + [1.0] * (2 - r)  # requests 0..r unlearned, the later ones still known
+        ga = finals(**requests(*gone), accuracy__test=(0.3, 0.25, 0.5 - 0.1 * r))
+        arms[f"gradient-ascent-{r}"] = arm(f"gradient-ascent-{r}", ga, [60])
+        npo = [0.05] * (r + 1) + [1.0] * (2 - r)
+        if r == 2:
+            npo[0] = npo_relearns  # request 0 comes back while the last is unlearned
+        arms[f"npo-{r}"] = arm(f"npo-{r}", finals(**requests(*npo), accuracy__test=(0.85, 0.5, 0.8)), [60])
+    return arms
+
+
+def test_sustainability_signature_on_synthetic_arms():
+    verdict = UnlearningSustainability().check(sustainability_arms())
+    # seed 1: NPO 0.5 - GA 0.25 = 0.25 >= 0.1; GA's 0.5 after the first request <= 0.6
+    assert verdict.passed == [True, True, True]
+    np.testing.assert_allclose(verdict.measures["NPO's highest accuracy on an unlearned request"], [0.05] * 3)
+    np.testing.assert_allclose(verdict.measures["GA test accuracy after the last request"], [0.3, 0.25, 0.3])
+    np.testing.assert_allclose(verdict.measures["NPO - oracle test accuracy after the last request (reported)"],
+                               [-0.05, -0.4, -0.1])
+
+
+def test_sustainability_fails_when_an_unlearned_request_comes_back():
+    verdict = UnlearningSustainability().check(sustainability_arms(npo_relearns=0.5))
+    assert verdict.passed == [False, False, False]
+    assert verdict.failures[0] == "NPO's accuracy on an unlearned request rose to 0.500 > 0.45"
+
+
+def test_sustainability_arms_chain_the_requests():
+    for quick in (True, False):
+        arms = UnlearningSustainability().arms(quick)
+        assert arms["original"].task.requests == 3
+        for r in range(3):
+            assert arms[f"oracle-{r}"].recipe.train_split == f"keep/{r}"
+            for method in ("gradient-ascent", "npo"):
+                exp = arms[f"{method}-{r}"]
+                assert exp.init_from == ("@original" if r == 0 else f"@{method}-{r - 1}")
+                assert exp.recipe.train_split == f"forget/{r}" and exp.task == arms["original"].task
+
+
+def test_sweep_figures_draw_the_mean_of_the_finals_at_each_step_of_the_sweep():
+    ax = UnlearningScalability().figures(scalability_arms())[0][1].axes[0]  # test accuracy
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["original", "oracle", "gradient-ascent", "npo"]
+    np.testing.assert_allclose(ax.lines[3].get_ydata(), [(0.85 + 0.9 + 0.8) / 3] * 3)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["3.1%", "12.5%", "37.5%"]
+    test, so_far = UnlearningSustainability().figures(sustainability_arms(npo_relearns=0.5))[0][1].axes[:2]
+    ga_means = [0.8, 0.35, (0.3 + 0.25 + 0.4) / 3, (0.3 + 0.25 + 0.3) / 3]  # the original, then requests 1..3
+    np.testing.assert_allclose(test.lines[1].get_ydata(), ga_means)
+    np.testing.assert_allclose(so_far.lines[2].get_xdata(), [1, 2, 3])  # none unlearned: no point
+    np.testing.assert_allclose(so_far.lines[2].get_ydata(), [0.05, 0.05, 0.5])  # NPO: request 0 back at the last
+
+
+def test_curves_of_many_arms_get_a_panel_per_metric_and_the_legend_beside():
+    """12 arms × 2 accuracy metrics: a panel per metric, one legend entry per
+    arm beside the axes; one arm keeps both metrics in one panel."""
+    from learnscope.report.plots import LEGEND_INSIDE, Series, family_figure
+
+    arms = scalability_arms()
+    series = [Series(name, data) for name, data in arms.items()]
+    assert len(series) > LEGEND_INSIDE
+    fig = family_figure("accuracy", ["accuracy/forget", "accuracy/test"], series)
+    axes = [ax for ax in fig.axes if ax.lines]
+    assert [ax.get_ylabel() for ax in axes] == ["accuracy/forget", "accuracy/test"]
+    assert [len(ax.lines) for ax in axes] == [12, 12]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == list(arms)
+    np.testing.assert_allclose(axes[1].lines[3].get_ydata(), [(0.85 + 0.9 + 0.8) / 3])  # npo-small's test accuracy
+    single = family_figure("accuracy", ["accuracy/forget", "accuracy/test"], series[:1])
+    assert len(single.axes) == 1 and len(single.axes[0].lines) == 2 and single.axes[0].get_legend() is not None

@@ -304,6 +304,37 @@ def tradeoff_figure(arms: Mapping[str, ArmData], x: str, y: str, title: str):
     return fig
 
 
+def sweep_figure(panels: Mapping[str, Mapping[str, Sequence[np.ndarray | None]]], ticks: Sequence[str],
+                 xlabel: str, title: str):
+    """Final values across a sweep of arms (forget-set sizes, sequential
+    requests): one panel per measure, one line per method, at each tick the
+    mean across seeds with a band from the lowest to the highest seed (a
+    None leaves the tick out for that line)."""
+    from learnscope.report.plots import new_figure, plt
+
+    fig, axes = new_figure(4.4 * len(panels), 4.2, cols=len(panels))
+    axes = np.atleast_1d(axes)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (measure, lines) in zip(axes, panels.items()):
+        for i, (label, values) in enumerate(lines.items()):
+            at = [x for x, v in enumerate(values) if v is not None]
+            stacked = np.stack([values[x] for x in at], axis=1)  # seeds × ticks
+            with np.errstate(all="ignore"):
+                mean = np.nanmean(stacked, axis=0)
+                low, high = np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0)
+            color = colors[i % len(colors)]
+            ax.plot(at, mean, color=color, marker="o", markersize=4, linewidth=1.6, label=label)
+            ax.fill_between(at, low, high, color=color, alpha=0.15, linewidth=0)
+        ax.set_xticks(range(len(ticks)), ticks)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(measure)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle(f"{title}\nline: mean of seeds; band: lowest to highest seed", fontsize=10)
+    return fig
+
+
 class UnlearningPhenomenon(Phenomenon):
     """An unlearning entry: derives privacy leakage and cost against the
     oracle, and draws forget quality against utility for each (x, y) pair

@@ -38,9 +38,12 @@ from dataclasses import replace
 from learnscope import registry
 from learnscope.catalog.base import ArmData, Phenomenon, Verdict
 from learnscope.catalog.unlearning import (
+    ORACLE,
+    ORIGINAL,
     canary_arms,
     canary_size,
     first_failure,
+    sweep_figure,
 )
 from learnscope.spec import Experiment
 
@@ -87,7 +90,7 @@ class UnlearningScalability(Phenomenon):
             measures[f"NPO - GA test accuracy @{share:.1%}"] = (npo_test - ga_test).tolist()
             measures[f"GA test accuracy @{share:.1%}"] = ga_test.tolist()
             measures[f"NPO - oracle test accuracy @{share:.1%} (reported)"] = (
-                npo_test - final[sized("oracle", label)]("accuracy/test")).tolist()
+                npo_test - final[sized(ORACLE, label)]("accuracy/test")).tolist()
             here = [first_failure(
                 (f <= FORGOTTEN, f"canaries {at}: NPO's forget accuracy {f:.3f} > {FORGOTTEN:g}"),
                 (n - t >= UTILITY_GAIN, f"canaries {at}: NPO's test accuracy {n:.3f} exceeds gradient ascent's "
@@ -97,3 +100,13 @@ class UnlearningScalability(Phenomenon):
             failures = here if failures is None else [a or b for a, b in zip(failures, here)]
         seeds = next(iter(arms.values())).seeds
         return self.verdict(seeds, failures or [""] * len(seeds), measures)
+
+    def figures(self, arms: dict[str, ArmData]) -> list:
+        panels = {label: {arm: [arms[sized(arm, size)].final(metric) for size in SHARES]
+                          for arm in (ORIGINAL, ORACLE, GA, NPO)}
+                  for metric, label in (("accuracy/test", "test accuracy"),
+                                        ("accuracy/forget", "forget accuracy (the canaries' wrong labels)"))}
+        ticks = [f"{share:.1%}" for share in SHARES.values()]
+        fig = sweep_figure(panels, ticks, "forget set, share of the training set",
+                           "final accuracy at each forget-set size")
+        return [("unlearning-scalability: final accuracy against the size of the forget set", fig)]

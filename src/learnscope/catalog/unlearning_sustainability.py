@@ -34,15 +34,19 @@ torch thread, process start included): full 10 s, --quick 4 s.
 
 from __future__ import annotations
 
+import numpy as np
+
 from learnscope import registry
 from learnscope.catalog.base import ArmData, Phenomenon, Verdict
 from learnscope.catalog.unlearning import (
     CANARY_METHODS,
+    ORACLE,
     ORIGINAL,
     canary_base,
     canary_size,
     first_failure,
     method_arm,
+    sweep_figure,
     unlearn_recipe,
 )
 from learnscope.spec import Experiment
@@ -76,7 +80,8 @@ class UnlearningSustainability(Phenomenon):
         base["probes"] = [{"name": "accuracy", "splits": splits}, {"name": "loss", "splits": splits}]
         arms = {ORIGINAL: Experiment.model_validate(base)}
         for r in range(REQUESTS):
-            arms[f"oracle-{r}"] = Experiment.model_validate({**base, "recipe": {**base["recipe"], "train_split": f"keep/{r}"}})
+            retrained = {**base["recipe"], "train_split": f"keep/{r}"}
+            arms[f"oracle-{r}"] = Experiment.model_validate({**base, "recipe": retrained})
         recipe = unlearn_recipe(STEPS_PER_REQUEST, probe_every=5)
         for method in (GA, NPO):
             for r in range(REQUESTS):
@@ -108,3 +113,24 @@ class UnlearningSustainability(Phenomenon):
             "GA test accuracy after the first request": ga_first.tolist(),
             "GA test accuracy after the last request": ga_last.tolist(),
         })
+
+    def figures(self, arms: dict[str, ArmData]) -> list:
+        def unlearned_so_far(arm: ArmData, r: int):
+            """Accuracy on requests 0..r, the worst (highest) of them."""
+            return np.max([arm.final(f"accuracy/forget/{q}") for q in range(r + 1)], axis=0)
+
+        chains = {ORACLE: [arms[f"oracle-{r}"] for r in range(REQUESTS)],
+                  GA: [arms[after(GA, r)] for r in range(REQUESTS)],
+                  NPO: [arms[after(NPO, r)] for r in range(REQUESTS)]}
+        original = arms[ORIGINAL]
+        panels = {
+            "test accuracy": {label: [original.final("accuracy/test")] + [a.final("accuracy/test") for a in chain]
+                              for label, chain in chains.items()},
+            "accuracy on the requests so far (highest)": {
+                label: [None] + [unlearned_so_far(a, r) for r, a in enumerate(chain)]
+                for label, chain in chains.items()},
+        }
+        ticks = ["none"] + [str(r + 1) for r in range(REQUESTS)]
+        fig = sweep_figure(panels, ticks, "requests unlearned (oracle: retrained without them)",
+                           "final accuracy after each request")
+        return [("unlearning-sustainability: accuracy after each sequential request", fig)]

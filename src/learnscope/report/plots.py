@@ -37,10 +37,10 @@ def metric_families(series: list[Series]) -> dict[str, list[str]]:
     return {f: sorted(names) for f, names in sorted(families.items())}
 
 
-def new_figure(width: float, height: float):
+def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, sharex: bool = False):
     """(figure, axes) laid out by matplotlib's constrained layout: long legends
-    and labels fit without warnings."""
-    return plt.subplots(figsize=(width, height), dpi=110, layout="constrained")
+    and labels fit without warnings. One axes, or a grid of rows × cols."""
+    return plt.subplots(rows, cols, figsize=(width, height), dpi=110, layout="constrained", sharex=sharex)
 
 
 def band_plot(ax, steps: np.ndarray, values: np.ndarray, label: str, color, linestyle="-") -> None:
@@ -52,38 +52,57 @@ def band_plot(ax, steps: np.ndarray, values: np.ndarray, label: str, color, line
     ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
 
 
+LEGEND_INSIDE = 8  # a legend with more entries goes beside the axes, in a column of its own
+LEGEND_ENTRY_INCHES = 0.18
+
+
 def family_figure(name: str, metrics: list[str], series: list[Series]) -> Figure:
-    fig, ax = new_figure(7, 4.2)
+    """A family's curves. Several arms with several metrics: one panel per
+    metric, a colour per arm (one line each would not be told apart);
+    otherwise one panel."""
+    split = len(series) > 1 and len(metrics) > 1
+    panels = [[m] for m in metrics] if split else [metrics]
+    entries = len(series) if split else len(series) * len(metrics)
+    beside = entries > LEGEND_INSIDE
+    height = max(2.6 * len(panels) if split else 4.2, LEGEND_ENTRY_INCHES * entries + 0.8 if beside else 0)
+    fig, axes = new_figure(7 + (3 if beside else 0), height, rows=len(panels), sharex=True)
+    axes = np.atleast_1d(axes)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    if len(series) > len(colors):  # past the default cycle, twice as many distinct colours
+        colors = list(plt.get_cmap("tab20").colors)
     styles = ["-", "--", ":", "-."]
-    positive = True
-    span = (np.inf, -np.inf)
-    for i, s in enumerate(series):
-        for j, metric in enumerate(metrics):
-            if metric not in set(s.arm.frame["name"]):
-                continue
-            steps, values = s.arm.curve(metric)
-            parts = [p for p in (s.label, metric if len(metrics) > 1 else "") if p]
-            color = colors[(j if len(series) == 1 else i) % len(colors)]
-            style = styles[(j if len(series) > 1 else 0) % len(styles)]
-            band_plot(ax, steps, values, " · ".join(parts) or metric, color, style)
-            finite = values[np.isfinite(values)]
-            if finite.size:
-                positive &= bool((finite > 0).all())
-                span = (min(span[0], finite.min()), max(span[1], finite.max()))
     switches = sorted({step for s in series for step in s.switches})
-    for step in switches:  # a stream: equal blocks read best on a linear axis, switches marked
-        ax.axvline(step, color="0.6", linewidth=0.8, linestyle=":")
-    if not switches:
-        ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlim(left=0)
-    if positive and span[1] > 100 * span[0] > 0:
-        ax.set_yscale("log")
-    ax.set_xlabel("step (dotted: switch of experience)" if switches else "step (log scale)")
-    ax.set_ylabel(name)
-    ax.set_title(f"{name} — mean across seeds, band: min to max seed", fontsize=10)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    for ax, shown in zip(axes, panels):
+        positive, span = True, (np.inf, -np.inf)
+        for i, s in enumerate(series):
+            for j, metric in enumerate(shown):
+                if metric not in set(s.arm.frame["name"]):
+                    continue
+                steps, values = s.arm.curve(metric)
+                parts = [p for p in (s.label, metric if len(shown) > 1 else "") if p]
+                color = colors[(j if len(series) == 1 else i) % len(colors)]
+                style = styles[(j if len(series) > 1 else 0) % len(styles)]
+                band_plot(ax, steps, values, " · ".join(parts) or metric, color, style)
+                finite = values[np.isfinite(values)]
+                if finite.size:
+                    positive &= bool((finite > 0).all())
+                    span = (min(span[0], finite.min()), max(span[1], finite.max()))
+        for step in switches:  # a stream: equal blocks read best on a linear axis, switches marked
+            ax.axvline(step, color="0.6", linewidth=0.8, linestyle=":")
+        if not switches:
+            ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(left=0)
+        if positive and span[1] > 100 * span[0] > 0:
+            ax.set_yscale("log")
+        ax.set_ylabel(shown[0] if split else name)
+        ax.grid(True, alpha=0.3)
+    axes[-1].set_xlabel("step (dotted: switch of experience)" if switches else "step (log scale)")
+    axes[0].set_title(f"{name} — mean across seeds, band: min to max seed", fontsize=10)
+    if beside:
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside right upper", fontsize=7)
+    else:
+        axes[0].legend(fontsize=8, loc="best")
     return fig
 
 
