@@ -16,6 +16,7 @@ from learnscope.catalog.base import ArmData
 from learnscope.cli import main
 from learnscope.continual import Stream, accuracy_matrix, measures
 from learnscope.errors import SpecError
+from learnscope.probes.base import ProbeContext
 from learnscope.spec import Experiment
 from learnscope.store.sqlite import RunRecord
 from learnscope.tasks.streams import PermutedStream, SplitStream
@@ -156,6 +157,34 @@ def test_streams_are_probed_at_block_ends_and_after_switches():
     trainer.run(on_probe=lambda step, metrics: probed.append(step))
     assert probed == [0, 30, 31, 32, 33, 34, 60, 61, 62, 63, 64, 90]
     assert trainer.probe_count() == len(probed)
+
+
+def test_a_stream_test_split_is_measured_from_its_experiences_outputs():
+    """`test` and every `test/e` probed whole: `test`'s outputs are the
+    experiences' side by side (no second forward), and its accuracy and loss
+    are those of a direct forward pass over `test`, by example count."""
+    exp = experiment({"name": "permuted-stream", "base": BASE, "experiences": 3}, steps=20)
+    splits = ["test", "test/0", "test/1", "test/2"]
+    exp = exp.model_copy(update={"probes": Experiment.model_validate({
+        **exp.to_dict(), "probes": [{"name": "accuracy", "splits": splits}, {"name": "loss", "splits": splits}],
+    }).probes})
+    trainer = Trainer(exp)
+    trainer.run()
+    metrics = trainer.measure()
+    x, y = trainer.data.splits["test"]
+    with torch.no_grad():
+        trainer.model.eval()
+        outputs = trainer.model(x)
+        trainer.model.train()
+    direct_accuracy = (outputs.argmax(-1) == y).double().mean(1)
+    torch.testing.assert_close(metrics["accuracy/test"].double(), direct_accuracy)
+    torch.testing.assert_close(metrics["loss/test"], trainer.loss_per_seed(outputs, y), rtol=1e-5, atol=1e-6)
+    sizes = [trainer.data.size(f"test/{e}") for e in range(3)]
+    by_count = sum(metrics[f"accuracy/test/{e}"].double() * n for e, n in enumerate(sizes)) / sum(sizes)
+    torch.testing.assert_close(metrics["accuracy/test"].double(), by_count)
+    assert trainer.data.parts("test") == ("test/0", "test/1", "test/2") and trainer.data.parts("test/0") == ()
+    ctx = ProbeContext(trainer, trainer.step, trainer.probe_needs)
+    torch.testing.assert_close(ctx.outputs("test"), outputs, rtol=1e-5, atol=1e-6)  # example by example
 
 
 def test_probe_after_switch_needs_a_stream(capsys, tmp_path):

@@ -13,9 +13,12 @@ plain SGD (lr 0.1, no momentum), batches of 32. Every arm of a phenomenon
 is the same experiment but for its strategy (the same stream, seeds, data,
 initial weights and batch order), so arms are compared seed by seed.
 
-Probes: accuracy on every experience's test split (the accuracy matrix R
-is read at the block ends, which streams always probe) and on all of them
-together (`accuracy/test`, the headline), every `PROBE_EVERY` updates.
+Probes: accuracy on every experience's test split (the accuracy matrix R)
+and on all of them together (`accuracy/test`, the headline), at the block
+ends, which streams always probe, and nowhere else (`PROBE_EVERY` None):
+a probe over the 10 x 449 test examples costs as much as ~15 updates of
+this small MLP, so probing every 50 updates made the runs 1.4-1.6x slower
+(benchmarks/probes.py); at the block ends it costs ~5%.
 
 Strategies (learnscope.interventions) and their parameters, measured on
 this setting (5 experiences x 300 updates unless said; 8 seeds; forgetting
@@ -65,7 +68,7 @@ from learnscope.spec import Experiment
 LR = 0.1
 BATCH_SIZE = 32
 HIDDEN = [100]
-PROBE_EVERY = 50
+PROBE_EVERY: int | None = None  # block ends only (module docstring)
 MEMORY_PER_EXPERIENCE = 100
 REHEARSED_PER_UPDATE = 32
 
@@ -107,7 +110,7 @@ def strategy(name: str, experiences: int) -> list[dict]:
 
 
 def stream_experiment(task: dict, size: StreamSize, interventions: Sequence[dict] = (), *, lr: float = LR,
-                      momentum: float = 0.0, probe_every: int = PROBE_EVERY,
+                      momentum: float = 0.0, probe_every: int | None = PROBE_EVERY,
                       probe_after_switch: int = 0) -> Experiment:
     """An MLP trained by SGD on a stream of `size.experiences` experiences,
     `size.updates` updates each, probed for the accuracy matrix."""

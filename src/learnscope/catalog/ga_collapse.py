@@ -5,7 +5,8 @@ model's utility on what it should keep collapses towards chance.
 Setting (catalog/unlearning.py, "canaries"): original and retrain oracle on
 a 4-class Gaussian mixture with memorized wrong-label canaries as the
 forget set; gradient ascent (−loss on the whole forget set, full-batch SGD,
-lr 0.05) from the original for 300 steps, probed every step.
+lr 0.05) from the original for 300 steps, probed at 24 log-spaced steps
+(CANARY_LOG_PROBES).
 
 What "forget quality reaches the oracle's" means here. The oracle predicts
 a canary's true class, so its forget accuracy (agreement with the wrong
@@ -18,7 +19,9 @@ loss-threshold attack, forget set against holdout, MUSE's privacy axis):
 
 Signature, per seed (measured = ranges across seeds of `learnscope run
 ga-collapse --seeds 24` ("full") and `--quick --seeds 24` ("quick"); the
-default seeds are among them):
+default seeds are among them; measured with the 24 log-spaced probes of
+CANARY_LOG_PROBES, the figures of probes at every step in brackets where
+they differed):
 - the original memorized the canaries: forget accuracy >= MEMORIZED (0.9)
   (measured 0.945-1.000 full, 0.984-1.000 quick);
 - gradient ascent brings the attack down to the oracle's level: its lowest
@@ -26,15 +29,17 @@ default seeds are among them):
   (0.1; the difference of two independent AUCs at chance has a standard
   deviation of 0.07 at --quick, 0.05 at full) (measured: lowest AUC
   0.408-0.501 full, 0.342-0.490 quick, i.e. -0.147 to +0.042 and -0.212 to
-  +0.020 from the oracle's, reached at steps 6-14 and 8-17);
+  +0.020 from the oracle's, the oracle's level reached at probes 7-16 and
+  8-19 [steps 6-14 and 8-17]);
 - utility is intact while it forgets: when forget accuracy first comes down
   to HALF_FORGOTTEN (0.5, interpolated between probes), retain accuracy is
-  >= INTACT (0.9) (measured 0.975-1.000 full, 0.955-1.000 quick);
+  >= INTACT (0.9) (measured 0.975-1.000 full, 0.926-1.000 quick
+  [0.955-1.000]);
 - and collapses as the steps grow: at the end (300 steps) retain accuracy
   is at most halfway from chance (0.25) to the original's (1.0), i.e. <=
   0.625 (measured 0.239-0.455 full, 0.232-0.458 quick; test accuracy
-  0.250-0.463; the first step at the collapse level: 7-62 full, 8-47
-  quick).
+  0.250-0.463; the first probe at the collapse level: 7-68 full, 8-55
+  quick [steps 7-62, 8-47]).
 Its privacy leakage at the end (derived) is negative, over-unlearning:
 mean -0.05 (95% CI [-0.09, -0.02]) full, -0.10 ([-0.15, -0.05]) quick.
 Beyond the budget the ascent goes on: the weights grow exponentially and

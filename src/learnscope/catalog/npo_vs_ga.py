@@ -7,8 +7,8 @@ exponentially slower than GA".
 Setting (catalog/unlearning.py, "canaries"): original and retrain oracle on
 a 4-class Gaussian mixture with memorized wrong-label canaries; gradient
 ascent and NPO (β = 1) from the original, the same optimizer (full-batch
-SGD, lr 0.05), budget (300 steps) and probes (every step). At the original
-NPO's gradient is exactly gradient ascent's; it then weighs each canary by
+SGD, lr 0.05), budget (300 steps) and probes (24 log-spaced steps,
+CANARY_LOG_PROBES). At the original NPO's gradient is exactly gradient ascent's; it then weighs each canary by
 2σ(β(nll_ref − nll)), which falls as the canary is unlearned. Under Adam
 that shrinking scale is divided out and NPO behaves like gradient ascent
 (catalog/unlearning.py), hence SGD.
@@ -31,18 +31,19 @@ and a method that never reaches it within the budget is censored there.
 
 Signature, per seed (measured = ranges across seeds of `learnscope run
 npo-vs-ga --seeds 24` ("full") and `--quick --seeds 24` ("quick"); the
-default seeds are among them):
+default seeds are among them; probed at 24 log-spaced steps, the figures
+of probes at every step in brackets where they differed):
 - at matched forget quality NPO's retain accuracy exceeds gradient
-  ascent's by >= UTILITY_GAIN (0.1) (measured gains 0.191-0.746 full,
-  0.181-0.746 quick: NPO 0.950-0.998 and 0.844-1.000 against gradient
-  ascent's 0.246-0.802 and 0.246-0.808, at forget accuracies L 0.055-0.273
-  and 0.062-0.281, gradient ascent's lowest in every seed, NPO's lowest
-  0.039 or more below it full, 0.031 quick);
-- gradient ascent collapses within the budget (measured at steps 7-62
-  full, 8-47 quick);
+  ascent's by >= UTILITY_GAIN (0.1) (measured gains 0.251-0.756 full,
+  0.223-0.750 quick [0.191-0.746, 0.181-0.746]: NPO 0.948-0.997 and
+  0.839-1.000 against gradient ascent's 0.240-0.742 and 0.241-0.763, at
+  forget accuracies L 0.062-0.273 and 0.062-0.281, gradient ascent's lowest
+  in every seed, NPO's lowest 0.000-0.055 full, 0.000-0.109 quick);
+- gradient ascent collapses within the budget (measured at probes 7-68
+  full, 8-55 quick [steps 7-62, 8-47]);
 - NPO does not collapse before COLLAPSE_DELAY (3) times gradient ascent's
   collapse step (measured: no seed collapsed within the 300 steps, i.e. at
-  least 4.8x later full, 6.4x quick; retain accuracy at the end
+  least 4.4x later full, 5.5x quick; retain accuracy at the end
   0.929-0.989 full, 0.817-0.993 quick).
 Beyond: over 3000 steps (8 seeds) NPO never collapsed (retain accuracy at
 the end 0.95-0.98 full, 0.92-0.98 quick) and its loss stayed finite, while

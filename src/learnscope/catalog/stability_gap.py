@@ -12,9 +12,9 @@ the 10 classes in 5 experiences of 2, one head over all classes, the
 analogue of split MNIST), an MLP [100], SGD with momentum 0.9 (lr 0.05,
 batches of 32), and experience replay: a reservoir of 100 examples per
 experience (500), 32 of them joining every update's 32. One arm, `replay`.
-Full size: 5 experiences x 500 updates, every one of the first 50 updates
-after each switch probed (`recipe.probe_after_switch`), 8 seeds; --quick:
-5 x 100 updates, window 25, 4 seeds.
+Full size: 5 experiences x 500 updates, every one of the first 30 updates
+after each switch probed (`recipe.probe_after_switch`) and every 100th, 8
+seeds; --quick: 5 x 100 updates, window 25, every 25th, 4 seeds.
 
 Why this setting. The gap is a class-incremental effect of the optimizer's
 step, measured at full size (8 seeds, `--set` on this entry; "dip" is
@@ -168,9 +168,10 @@ def switch_gaps(arm: ArmData) -> list[Gap]:
 
 
 def stability_gap_experiment(quick: bool) -> Experiment:
-    size, window = (StreamSize(5, 100, 4), 25) if quick else (StreamSize(5, 500, 8), 50)
+    # full: probes every 100 updates and each of the 30 after a switch keep probing within 10% of training
+    size, window, every = (StreamSize(5, 100, 4), 25, 25) if quick else (StreamSize(5, 500, 8), 30, 100)
     return stream_experiment(SPLIT_DIGITS, size, strategy("replay", size.experiences), lr=LR, momentum=MOMENTUM,
-                             probe_every=window, probe_after_switch=window)
+                             probe_every=every, probe_after_switch=window)
 
 
 @registry.phenomena.register("stability-gap")

@@ -18,8 +18,11 @@ attributes, 4 templates, 16 values: 576 retain and 144 forget strings; a
   a sequence's summed log-likelihood; no retain term), `relabel` (random
   wrong tokens at the scored positions, no retain term). Adam, lr 2e-4
   (1e-3 at --quick), batches of 32 forget strings (16 at --quick) and as
-  many retain strings for the methods with a retain term, probed every 5
-  steps (2 at --quick).
+  many retain strings for the methods with a retain term, probed at
+  PROBES_PER_METHOD (4) even points of their budget and at the start (the
+  original and the oracle at their start and end only); retain verbatim
+  memorization is read on 192 of the 576 retain strings (96 at --quick),
+  the other measures on whole splits.
 
 MUSE's axes, read at each arm's end (`learnscope show`, the report, and
 the table of the README), each with its 95% CI across seeds:
@@ -106,6 +109,11 @@ ORACLE_UTILITY = 0.9
 FORGOTTEN = 0.5
 KEPT = 0.9
 RETAIN_TERM_GAIN = 0.3
+# A probe reads ~1100 strings at full size (a step 64): the original and the
+# oracle are probed at their start and end only, each method at PROBES_PER_METHOD
+# points of its budget, and verbatim retain memorization on `retain_probed`
+# strings, so that probing stays within 10% of the training time.
+PROBES_PER_METHOD = 4
 
 VERBATIM, KNOWLEDGE = "exact_match/forget", "exact_match/forget_knowledge"
 UTILITY, RETAIN_VERBATIM = "exact_match/retain_knowledge", "exact_match/retain"
@@ -120,21 +128,21 @@ class FactsSize:
     original_batch: int
     lr: float
     batch: int
-    probe_every: int
+    retain_probed: int  # retain strings read by the verbatim probe (the first of a shuffled split)
     budgets: dict = field(default_factory=dict)
 
 
 FULL = FactsSize(
     corpus={"retain_entities": 64, "forget_entities": 16, "holdout_entities": 16, "attributes": 3},
     model={"layers": 2, "d_model": 64, "heads": 4, "d_mlp": 256},
-    seeds=8, original_steps=300, original_batch=128, lr=2e-4, batch=32, probe_every=5,
+    seeds=8, original_steps=300, original_batch=128, lr=2e-4, batch=32, retain_probed=192,
     budgets={"finetune": 200, "gradient-ascent": 40, "gradient-difference": 140, "ga-kl": 200, "npo": 40,
              "relabel": 30},
 )
 QUICK = FactsSize(
     corpus={"retain_entities": 32, "forget_entities": 8, "holdout_entities": 8, "attributes": 2},
     model={"layers": 1, "d_model": 32, "heads": 4, "d_mlp": 128},
-    seeds=4, original_steps=200, original_batch=64, lr=1e-3, batch=16, probe_every=2,
+    seeds=4, original_steps=200, original_batch=64, lr=1e-3, batch=16, retain_probed=96,
     budgets={"finetune": 100, "gradient-ascent": 30, "gradient-difference": 30, "ga-kl": 40, "npo": 30,
              "relabel": 20},
 )
@@ -145,10 +153,11 @@ def facts_base(size: FactsSize) -> dict:
         "task": {"name": "facts", **size.corpus},
         "model": {"name": "transformer", **size.model},
         "recipe": {"optimizer": "adamw", "lr": 3e-3, "steps": size.original_steps, "batch_size": size.original_batch,
-                   "probe_every": 50, "probe_log_points": 0},
-        "probes": [{"name": "exact_match", "splits": ["forget", "forget_knowledge", "retain", "retain_knowledge",
-                                                      "holdout"]},
-                   {"name": "loss", "splits": ["forget", "retain", "holdout"]}, "membership_auc"],
+                   "probe_every": None, "probe_log_points": 0},
+        "probes": [{"name": "exact_match", "splits": ["forget", "forget_knowledge", "retain_knowledge", "holdout"]},
+                   {"name": "exact_match", "splits": ["retain"], "max_examples": size.retain_probed},
+                   {"name": "loss", "splits": ["forget", "holdout"]},
+                   {"name": "loss", "splits": ["retain"], "max_examples": size.retain_probed}, "membership_auc"],
         "seeds": size.seeds,
     }
 
@@ -156,7 +165,7 @@ def facts_base(size: FactsSize) -> dict:
 def facts_arms(size: FactsSize) -> dict[str, Experiment]:
     def recipe(method: str) -> dict:
         return {"optimizer": "adam", "lr": size.lr, "steps": size.budgets[method], "batch_size": size.batch,
-                "probe_every": size.probe_every, "probe_log_points": 0}
+                "probe_every": max(size.budgets[method] // PROBES_PER_METHOD, 1), "probe_log_points": 0}
 
     return unlearning_arms(facts_base(size), {m: (spec, recipe(m)) for m, spec in METHODS.items()})
 

@@ -6,7 +6,7 @@ Setting (catalog/unlearning.py, "canaries"), at three forget-set sizes:
 own original (trained on all, its canaries included), its own retrain
 oracle, and gradient ascent and NPO (β = 1) from that original, with the
 same optimizer and budget (full-batch SGD, lr 0.05, 300 steps, probed
-every 10). Sizes (SHARES; arms `original-small`, `npo-large`, ...):
+every 20). Sizes (SHARES; arms `original-small`, `npo-large`, ...):
 3.1%, 12.5% and 37.5% of the training set, 32, 128 and 384 canaries of
 1024 training examples at full size, 16, 64 and 192 of 512 at --quick.
 
@@ -73,7 +73,7 @@ class UnlearningScalability(Phenomenon):
         arms = {}
         for label, share in SHARES.items():
             size = replace(canary_size(quick), count=round(share * canary_size(quick).samples))
-            for name, experiment in canary_arms(size, [GA, NPO], probe_every=10).items():
+            for name, experiment in canary_arms(size, [GA, NPO], probe_every=20, log_points=0).items():
                 source = experiment.init_from
                 arms[sized(name, label)] = experiment.model_copy(
                     update={"init_from": None if source is None else sized(source, label)})

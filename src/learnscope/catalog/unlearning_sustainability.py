@@ -8,7 +8,7 @@ everything; a retrain oracle per request (`oracle-r`, trained on `keep/r`);
 and for gradient ascent and NPO (β = 1) a chain of arms, request r
 unlearned from the arm of request r - 1 (`npo-0` from the original,
 `npo-1` from `npo-0`, ...), each full-batch SGD at lr 0.05 for
-STEPS_PER_REQUEST (60) steps on `forget/r`, probed every 5.
+STEPS_PER_REQUEST (60) steps on `forget/r`, probed every 10.
 
 Signature, per seed (measured = ranges over 24 seeds at full / quick
 size; the default seeds are among them):
@@ -82,7 +82,7 @@ class UnlearningSustainability(Phenomenon):
         for r in range(REQUESTS):
             retrained = {**base["recipe"], "train_split": f"keep/{r}"}
             arms[f"oracle-{r}"] = Experiment.model_validate({**base, "recipe": retrained})
-        recipe = unlearn_recipe(STEPS_PER_REQUEST, probe_every=5)
+        recipe = unlearn_recipe(STEPS_PER_REQUEST, probe_every=10)
         for method in (GA, NPO):
             for r in range(REQUESTS):
                 source = ORIGINAL if r == 0 else after(method, r - 1)

@@ -128,8 +128,22 @@ class ProbeContext:
         acts = self._sites[split][site][:, :max_examples]
         return acts.reshape(acts.shape[0], acts.shape[1], -1), self.targets(split)[:, :max_examples]
 
+    def _whole_from_parts(self, split: str) -> bool:
+        """Outputs of a split made of other splits that are measured whole
+        anyway (a stream's `test` and every `test/e`) are those splits'
+        outputs side by side: no second forward pass over the same examples."""
+        parts = self.trainer.data.parts(split)
+        whole = [self._needs.examples(s) is ALL for s in (split, *parts)]
+        if not parts or not all(whole) or self._needs.sites.get(split):
+            return False
+        self._outputs[split] = torch.cat([self.outputs(part) for part in parts], dim=1)
+        self._sites[split] = {}
+        return True
+
     @torch.no_grad()
     def _forward(self, split: str) -> None:
+        if self._whole_from_parts(split):
+            return
         x = self.trainer.data.splits[split][0][:, : self._needs.examples(split)]
         sites = self._needs.sites.get(split, set())
         site_limit = self._needs.site_examples.get(split, 0) if sites else 0

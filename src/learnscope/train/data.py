@@ -34,6 +34,13 @@ class EnsembleData:
     def size(self, split: str) -> int:
         return self.splits[split][1].shape[1]
 
+    def parts(self, split: str) -> tuple[str, ...]:
+        """The splits whose examples, in order, make up `split` (a stream's
+        `train` and `test` are its experiences'); () if none do."""
+        if self.info.experiences and split in ("train", "test"):
+            return tuple(f"{split}/{e}" for e in range(self.info.experiences))
+        return ()
+
     def experience_ranges(self) -> list[tuple[int, int]]:
         """For a stream: where each experience's examples lie in `train` (in order)."""
         ends = [0]
