@@ -62,6 +62,7 @@ from learnscope.catalog.unlearning import (
     AUC,
     CANARY_CHANCE,
     CANARY_COMPARISON,
+    GA,
     ORACLE,
     ORIGINAL,
     UnlearningPhenomenon,
@@ -73,7 +74,6 @@ from learnscope.catalog.unlearning import (
 )
 from learnscope.spec import Experiment
 
-GA = "gradient-ascent"
 MEMORIZED = 0.9
 AUC_TOLERANCE = 0.1
 HALF_FORGOTTEN = 0.5

@@ -64,10 +64,12 @@ import numpy as np
 
 from learnscope import registry
 from learnscope.catalog.base import ArmData, Verdict
-from learnscope.catalog.ga_collapse import GA, collapse_level
+from learnscope.catalog.ga_collapse import collapse_level
 from learnscope.catalog.unlearning import (
     AUC,
     CANARY_COMPARISON,
+    GA,
+    NPO,
     ORIGINAL,
     UnlearningPhenomenon,
     canary_arms,
@@ -79,7 +81,6 @@ from learnscope.catalog.unlearning import (
 )
 from learnscope.spec import Experiment
 
-NPO = "npo"
 UTILITY_GAIN = 0.1
 COLLAPSE_DELAY = 3.0
 

@@ -148,7 +148,8 @@ UNLEARN_LR = 0.05
 # overhead (a probe reads 1664 examples, a step 128: every step cost 3.6x).
 CANARY_LOG_PROBES = 28
 NPO_BETA = 1.0
-CANARY_METHODS = {"gradient-ascent": {"name": "gradient-ascent"}, "npo": {"name": "npo", "beta": NPO_BETA}}
+GA, NPO = "gradient-ascent", "npo"
+CANARY_METHODS = {GA: {"name": "gradient-ascent"}, NPO: {"name": "npo", "beta": NPO_BETA}}
 # the arms side by side in summaries and reports (Phenomenon.comparison)
 CANARY_COMPARISON = {"accuracy/forget": "forget accuracy", "accuracy/retain": "retain accuracy",
                      "accuracy/test": "test accuracy", AUC: "membership AUC", "privacy_leakage": "privacy leakage",
@@ -319,7 +320,7 @@ def sweep_figure(panels: Mapping[str, Mapping[str, Sequence[np.ndarray | None]]]
     requests): one panel per measure, one line per method, at each tick the
     mean across seeds with a band from the lowest to the highest seed (a
     None leaves the tick out for that line)."""
-    from learnscope.report.plots import new_figure, plt
+    from learnscope.report.plots import band_plot, new_figure, plt
 
     fig, axes = new_figure(4.4 * len(panels), 4.2, cols=len(panels))
     axes = np.atleast_1d(axes)
@@ -328,12 +329,7 @@ def sweep_figure(panels: Mapping[str, Mapping[str, Sequence[np.ndarray | None]]]
         for i, (label, values) in enumerate(lines.items()):
             at = [x for x, v in enumerate(values) if v is not None]
             stacked = np.stack([values[x] for x in at], axis=1)  # seeds × ticks
-            with np.errstate(all="ignore"):
-                mean = np.nanmean(stacked, axis=0)
-                low, high = np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0)
-            color = colors[i % len(colors)]
-            ax.plot(at, mean, color=color, marker="o", markersize=4, linewidth=1.6, label=label)
-            ax.fill_between(at, low, high, color=color, alpha=0.15, linewidth=0)
+            band_plot(ax, np.array(at), stacked, label, colors[i % len(colors)], marker="o")
         ax.set_xticks(range(len(ticks)), ticks)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(measure)

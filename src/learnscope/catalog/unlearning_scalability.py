@@ -38,6 +38,8 @@ from dataclasses import replace
 from learnscope import registry
 from learnscope.catalog.base import ArmData, Phenomenon, Verdict
 from learnscope.catalog.unlearning import (
+    GA,
+    NPO,
     ORACLE,
     ORIGINAL,
     canary_arms,
@@ -49,7 +51,6 @@ from learnscope.spec import Experiment
 
 # forget-set sizes, as shares of the training set (the same at both sizes)
 SHARES = {"small": 1 / 32, "medium": 1 / 8, "large": 3 / 8}
-GA, NPO = "gradient-ascent", "npo"
 FORGOTTEN = 0.15
 UTILITY_GAIN = 0.2
 COLLAPSED = 0.55

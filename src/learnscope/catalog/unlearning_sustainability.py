@@ -40,6 +40,8 @@ from learnscope import registry
 from learnscope.catalog.base import ArmData, Phenomenon, Verdict
 from learnscope.catalog.unlearning import (
     CANARY_METHODS,
+    GA,
+    NPO,
     ORACLE,
     ORIGINAL,
     canary_base,
@@ -53,7 +55,6 @@ from learnscope.spec import Experiment
 
 REQUESTS = 3
 STEPS_PER_REQUEST = 60
-GA, NPO = "gradient-ascent", "npo"
 FORGOTTEN = 0.45
 UTILITY_GAIN = 0.1
 COLLAPSED = 0.6
@@ -91,10 +92,8 @@ class UnlearningSustainability(Phenomenon):
 
     def check(self, arms: dict[str, ArmData]) -> Verdict:
         last = REQUESTS - 1
-        kept = [arms[after(NPO, r)].final(f"accuracy/forget/{q}") for r in range(REQUESTS) for q in range(r + 1)]
-        worst_kept = kept[0]
-        for values in kept[1:]:
-            worst_kept = worst_kept.clip(min=values)
+        worst_kept = np.max([arms[after(NPO, r)].final(f"accuracy/forget/{q}")
+                             for r in range(REQUESTS) for q in range(r + 1)], axis=0)
         npo_last = arms[after(NPO, last)].final("accuracy/test")
         ga_first = arms[after(GA, 0)].final("accuracy/test")
         ga_last = arms[after(GA, last)].final("accuracy/test")

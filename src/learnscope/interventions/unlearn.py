@@ -184,6 +184,13 @@ def ascent(trainer, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
     return -trainer.loss_per_seed(outputs, targets)
 
 
+class AscentOnForget:
+    """The forget term of the ascent methods: −ℓ on the forget batch."""
+
+    def forget_loss(self, trainer, inputs, outputs, targets, members):
+        return ascent(trainer, outputs, targets)
+
+
 # ---------------------------------------------------------------- the methods
 
 
@@ -198,34 +205,25 @@ class Finetune(WithRetain):
 
 
 @registry.interventions.register("gradient-ascent")
-class GradientAscent(Unlearning):
+class GradientAscent(AscentOnForget, Unlearning):
     """−ℓ on the forget batch."""
-
-    def forget_loss(self, trainer, inputs, outputs, targets, members):
-        return ascent(trainer, outputs, targets)
 
 
 @registry.interventions.register("gradient-difference")
-class GradientDifference(WithRetain):
+class GradientDifference(AscentOnForget, WithRetain):
     """−ℓ(forget) + retain_weight · ℓ(retain)."""
 
     retain_weight: float = Field(1.0, gt=0, le=1e6, description="weight of the retain loss")
-
-    def forget_loss(self, trainer, inputs, outputs, targets, members):
-        return ascent(trainer, outputs, targets)
 
     def retain_coefficient(self) -> float:
         return self.retain_weight
 
 
 @registry.interventions.register("ga-kl")
-class GradientAscentKL(WithRetain):
+class GradientAscentKL(AscentOnForget, WithRetain):
     """−ℓ(forget) + kl_weight · KL(p_original ‖ p_θ) on a retain batch."""
 
     kl_weight: float = Field(1.0, gt=0, le=1e6, description="weight of the KL to the original on retain")
-
-    def forget_loss(self, trainer, inputs, outputs, targets, members):
-        return ascent(trainer, outputs, targets)
 
     def retain_coefficient(self) -> float:
         return self.kl_weight

@@ -43,12 +43,13 @@ def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, sharex
     return plt.subplots(rows, cols, figsize=(width, height), dpi=110, layout="constrained", sharex=sharex)
 
 
-def band_plot(ax, steps: np.ndarray, values: np.ndarray, label: str, color, linestyle="-") -> None:
+def band_plot(ax, steps: np.ndarray, values: np.ndarray, label: str, color, linestyle="-", marker=None) -> None:
+    """values [seeds, points]: the mean as a line, a band from the lowest to the highest seed."""
     finite = np.where(np.isfinite(values), values, np.nan)
     with np.errstate(all="ignore"):
         mean = np.nanmean(finite, axis=0)
         low, high = np.nanmin(finite, axis=0), np.nanmax(finite, axis=0)
-    ax.plot(steps, mean, color=color, linestyle=linestyle, label=label, linewidth=1.6)
+    ax.plot(steps, mean, color=color, linestyle=linestyle, label=label, linewidth=1.6, marker=marker, markersize=4)
     ax.fill_between(steps, low, high, color=color, alpha=0.2, linewidth=0)
 
 
