@@ -24,7 +24,7 @@ from pydantic import Field  # noqa: E402
 
 from learnscope import registry  # noqa: E402
 from learnscope.tasks.base import Dataset, Task, TaskInfo  # noqa: E402
-from learnscope.train.losses import IGNORE  # noqa: E402
+from learnscope.losses import IGNORE  # noqa: E402
 
 
 @registry.tasks.register("test-token-strings")

@@ -21,7 +21,8 @@ from learnscope.cli import main
 from learnscope.errors import SpecError
 from learnscope.runner import run_experiment
 from learnscope.spec import Experiment
-from learnscope.tasks import Digits, ImageFiles
+from learnscope.tasks.digits import Digits
+from learnscope.tasks.image_files import ImageFiles
 
 IDX_NAMES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 TINY_RECIPE = {"optimizer": "sgd", "lr": 0.1, "steps": 8, "probe_every": 4, "probe_log_points": 0}

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 from learnscope import registry
-from learnscope.catalog.base import ArmData
+from learnscope.results import ArmData
 from learnscope.catalog.continual_strategies import leader
 from learnscope.catalog.forgetting import first_failures, forgets_less
 from learnscope.catalog.stability_gap import Gap, gap_failures, stability_gap, stability_gap_experiment, switch_gaps

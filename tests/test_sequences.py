@@ -13,7 +13,7 @@ from learnscope import registry
 from learnscope.errors import SpecError
 from learnscope.spec import Experiment
 from learnscope.tasks.base import TaskInfo
-from learnscope.train.losses import IGNORE, example_accuracy, example_losses
+from learnscope.losses import IGNORE, example_accuracy, example_losses
 from learnscope.train.trainer import Trainer
 
 

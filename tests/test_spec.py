@@ -115,8 +115,9 @@ def test_yaml_toml_and_dict_validate_to_equal_experiments(tmp_path):
 
 
 def test_python_objects_form_equals_dict_form():
-    from learnscope.interventions import Grokfast
-    from learnscope.probes import Accuracy, Loss, WeightNorm
+    from learnscope.interventions.grokfast import Grokfast
+    from learnscope.probes.performance import Accuracy, Loss
+    from learnscope.probes.weights import WeightNorm
     from learnscope.spec import Recipe
 
     exp = Experiment(

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from learnscope.catalog.base import ArmData
+from learnscope.results import ArmData
 from learnscope.cli import main
 from learnscope.continual import Stream, accuracy_matrix, measures
 from learnscope.errors import SpecError

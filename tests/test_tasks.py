@@ -12,7 +12,9 @@ import scipy.special
 import torch
 
 from learnscope.errors import SpecError
-from learnscope.tasks import GaussianMixture, ModularArithmetic, TeacherStudent
+from learnscope.tasks.gaussian_mixture import GaussianMixture
+from learnscope.tasks.modular_arithmetic import ModularArithmetic
+from learnscope.tasks.teacher_student import TeacherStudent
 
 
 @pytest.mark.parametrize("op,p", [("+", 11), ("-", 11), ("*", 12), ("/", 13)])

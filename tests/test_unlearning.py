@@ -39,7 +39,7 @@ from learnscope.runner import run_experiment
 from learnscope.spec import Experiment
 from learnscope.store.sqlite import Store
 from learnscope.tasks.forget_set import ForgetSet
-from learnscope.train.losses import IGNORE
+from learnscope.losses import IGNORE
 from learnscope.train.passes import PassPlan
 from learnscope.train.trainer import Trainer
 

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from learnscope import registry
-from learnscope.catalog.base import ArmData
+from learnscope.results import ArmData
 from learnscope.catalog.ga_collapse import GACollapse, collapse_level
 from learnscope.catalog.npo_vs_ga import NPOvsGA, matched_utility
 from learnscope.catalog.unlearning import (
@@ -39,6 +39,7 @@ from learnscope.catalog.unlearning_scalability import SHARES, UnlearningScalabil
 from learnscope.catalog.unlearning_sustainability import UnlearningSustainability
 from learnscope.cli import main
 from learnscope.probes.privacy import privacy_leakage
+from learnscope.report import report_run
 from learnscope.report.page import arm_table
 from learnscope.runner import run_phenomenon
 from learnscope.runs import ArmTable, compare_arms
@@ -245,7 +246,7 @@ def test_derived_privacy_leakage_through_the_store(tmp_path, capsys):
     assert main(["show", run.id, "--store", str(tmp_path / "store")]) == 0
     shown = capsys.readouterr().out
     assert "arms compared: mean [95% CI] across seeds" in shown and "privacy leakage" in shown
-    page = run.report(tmp_path / "report").read_text()
+    page = report_run(run, tmp_path / "report").read_text()
     assert "Arms compared" in page and "<td>original</td>" in page
 
 

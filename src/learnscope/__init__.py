@@ -1,32 +1,50 @@
 """learnscope: a laboratory for how neural networks learn, generalize,
-memorize and forget."""
+memorize and forget.
+
+The names below load on first use, so importing one part of the package
+(`learnscope.spec`, `learnscope.probes.geometry`) never loads the rest.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from learnscope import interventions, models, probes, tasks  # noqa: E402  (registers the components)
-from learnscope import catalog  # noqa: E402
-from learnscope.errors import LearnscopeError, SpecError  # noqa: E402
-from learnscope.runner import check_signature, run_experiment, run_phenomenon  # noqa: E402
-from learnscope.runs import Run  # noqa: E402
-from learnscope.spec import Experiment, Recipe, load_experiment  # noqa: E402
-from learnscope.store import Store  # noqa: E402
-from learnscope.train import Trainer  # noqa: E402
+# public name -> the module that defines it
+_EXPORTS = {
+    "Arm": "learnscope.catalog.base",
+    "Experiment": "learnscope.spec",
+    "LearnscopeError": "learnscope.errors",
+    "Phenomenon": "learnscope.catalog.base",
+    "Recipe": "learnscope.spec",
+    "Run": "learnscope.runs",
+    "SpecError": "learnscope.errors",
+    "Store": "learnscope.store.sqlite",
+    "Trainer": "learnscope.train.trainer",
+    "check_signature": "learnscope.runner",
+    "load_experiment": "learnscope.spec",
+    "load_plugin": "learnscope.registry",
+    "report_run": "learnscope.report",
+    "run_experiment": "learnscope.runner",
+    "run_phenomenon": "learnscope.runner",
+}
+_SUBPACKAGES = ("catalog", "interventions", "models", "probes", "registry", "store", "tasks", "train")
 
-__all__ = [
-    "Experiment",
-    "LearnscopeError",
-    "Recipe",
-    "Run",
-    "SpecError",
-    "Store",
-    "Trainer",
-    "catalog",
-    "check_signature",
-    "interventions",
-    "load_experiment",
-    "models",
-    "probes",
-    "run_experiment",
-    "run_phenomenon",
-    "tasks",
-]
+__all__ = sorted([*_EXPORTS, *_SUBPACKAGES])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"learnscope.{name}")
+    if name in _EXPORTS:
+        module = importlib.import_module(_EXPORTS[name])
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'learnscope' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return __all__

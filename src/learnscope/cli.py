@@ -20,6 +20,7 @@ from rich.table import Table
 from learnscope import registry
 from learnscope.errors import LearnscopeError, did_you_mean
 from learnscope.progress import TrainingProgress
+from learnscope.report import report_run
 from learnscope.report.page import fmt
 from learnscope.runs import ArmTable, Run
 from learnscope.spec import load_experiment
@@ -172,7 +173,7 @@ def run(
 def _conclude(result: Run, name: str, console: Console, report: bool, as_json: bool) -> None:
     """After a run: summary, report, verdict line, and the JSON object with --json."""
     _print_summary(result, console)
-    report_path = result.report() if report else None
+    report_path = report_run(result) if report else None
     if report_path:
         console.print(f"report: {report_path}")
     verdict = result.verdict

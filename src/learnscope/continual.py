@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from learnscope.catalog.base import ArmData
+from learnscope.results import ArmData
 from learnscope.spec import Experiment
 from learnscope.tasks.base import Block
 

@@ -10,16 +10,19 @@ recorded after a checkpoint are dropped and recorded again, identically.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 
 from learnscope import faults, registry
-from learnscope.catalog.base import ArmData, Phenomenon, Verdict
-from learnscope.errors import LearnscopeError
+from learnscope.catalog.base import Arm, Phenomenon, arm_table
+from learnscope.results import ArmData, Verdict
+from learnscope.errors import LearnscopeError, SpecError, one_of
+from learnscope.optimizers import OPTIMIZERS
 from learnscope.progress import TrainingProgress
 from learnscope.runs import Run
-from learnscope.spec import Experiment
+from learnscope.spec import Experiment, apply_override, get_key
 from learnscope.store.checkpoints import read_checkpoint, write_checkpoint
-from learnscope.store.sqlite import Store, new_run_id
+from learnscope.store.sqlite import RunRecord, Store, new_run_id
 from learnscope.train.trainer import Trainer
 
 # Bytes a metric row takes in SQLite (row, B-tree share, name), and room for the WAL.
@@ -94,7 +97,7 @@ def needed_bytes(trainers: Sequence[Trainer]) -> int:
         names = [n for probe in trainer.experiment.probes for n in probe.metric_names(trainer.info)]
         total += trainer.probe_count() * len(names) * trainer.members * ROW_BYTES
         param_bytes = sum(p.numel() * p.element_size() for p in trainer.params)
-        optimizer_slots = {"sgd": 1, "adam": 2, "adamw": 2}[trainer.recipe.optimizer]
+        optimizer_slots = OPTIMIZERS[trainer.recipe.optimizer].state_slots
         total += 2 * param_bytes * (1 + optimizer_slots + len(trainer.interventions))
     return total
 
@@ -168,11 +171,64 @@ def run_experiment(
 
 def phenomenon_arms(
     name: str, quick: bool = False, seeds: int | None = None, overrides: Sequence[str] = ()
-) -> tuple[Phenomenon, dict[str, Experiment]]:
-    """The phenomenon and its arms with `--seeds`/`--set` applied to every arm."""
+) -> tuple[Phenomenon, dict[str, Arm]]:
+    """The phenomenon and its arms with `--seeds` and `--set` applied: `key=value`
+    to every arm, `ARM:key=value` to one. A global override of a key the arms
+    hold different values of, or of one of a group of keys that move
+    together, would break the comparison silently: it is refused."""
     phenomenon: Phenomenon = registry.phenomena.get(name, "phenomenon")()
-    arms = {arm: exp.with_overrides(overrides, seeds) for arm, exp in phenomenon.arms(quick).items()}
-    return phenomenon, arms
+    arms = arm_table(phenomenon.arms(quick), name)
+    specs = {arm: a.experiment.to_dict() for arm, a in arms.items()}
+    for item in overrides:
+        target, key, _ = _split_override(item, arms, name)
+        if target is None:
+            _refuse_breaking(phenomenon, name, key, specs)
+        for arm in [target] if target else arms:
+            apply_override(specs[arm], item.split(":", 1)[1] if target else item)
+    for arm in specs:
+        if seeds is not None:
+            specs[arm]["seeds"] = seeds
+    built = {}
+    for arm, a in arms.items():
+        try:
+            experiment = Experiment.model_validate(specs[arm])
+        except SpecError as exc:
+            raise SpecError(f"arm {arm}", str(exc)) from None
+        built[arm] = Arm(arm, experiment, a.starts_from)
+    return phenomenon, built
+
+
+def _split_override(item: str, arms: dict[str, Arm], name: str) -> tuple[str | None, str, str]:
+    """(arm or None, dotted key, value text) of `--set [ARM:]key=value`."""
+    if "=" not in item:
+        raise SpecError("--set", f"'{item}' is not of the form key=value or ARM:key=value (e.g. recipe.lr=3e-4)")
+    head, value = item.split("=", 1)
+    target, key = (head.split(":", 1) if ":" in head else (None, head))
+    if target is not None and target not in arms:
+        raise SpecError("--set", f"'{target}' is not an arm of {name}; {one_of(target, arms)}")
+    return target, key.strip(), value
+
+
+def _refuse_breaking(phenomenon: Phenomenon, name: str, key: str, specs: dict[str, dict]) -> None:
+    """Refuse a global `--set key` that would silently break the phenomenon's arms."""
+    prefix = key + "."
+    for group in phenomenon.moves_together:
+        hit = next((k for k in group if k == key or k.startswith(prefix) or key.startswith(k + ".")), None)
+        if hit is not None:
+            partners = ", ".join(k for k in group if k != hit)
+            raise SpecError("--set", f"{key}: in {name} it moves together with {partners}; set them per arm "
+                            f"with --set ARM:{key}=VALUE (arms: {', '.join(specs)})")
+    missing = object()
+    values = {arm: get_key(spec, key, missing) for arm, spec in specs.items()}
+    if len(specs) > 1 and len({json.dumps(v, sort_keys=True, default=str) for v in values.values()}) > 1:
+        shown = ", ".join(f"{arm}: {'(none)' if v is missing else json.dumps(v, default=str)}"
+                          for arm, v in values.items())
+        raise SpecError("--set", f"{key}: the arms of {name} differ in it ({_clip(shown)}); one value for all "
+                        f"would erase that difference; set it per arm with --set ARM:{key}=VALUE")
+
+
+def _clip(text: str, limit: int = 240) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def run_phenomenon(
@@ -188,36 +244,38 @@ def run_phenomenon(
     is stored as an event of the parent run."""
     store = open_store(store)
     _, arms = phenomenon_arms(name, quick, seeds, overrides)
-    trainers = {arm: build_trainer(exp) for arm, exp in arms.items()}  # refuse bad input before recording anything
-    for arm, exp in arms.items():
-        source = exp.init_from
-        if source is not None and source.startswith("@") and source[1:] not in list(arms)[: list(arms).index(arm)]:
-            raise LearnscopeError(f"{name}: arm '{arm}' starts from '{source}', which is not an arm before it")
+    trainers = {arm: build_trainer(a.experiment) for arm, a in arms.items()}  # refuse bad input before recording
     store.check_room(needed_bytes(list(trainers.values())))
     run_id = run_id or new_run_id(name)
-    first = next(iter(arms.values()))
-    spec = {"phenomenon": name, "quick": quick, "arms": {a: e.to_dict() for a, e in arms.items()}}
+    first = next(iter(arms.values())).experiment
+    spec = {"phenomenon": name, "quick": quick, "arms": {arm: a.stored_spec() for arm, a in arms.items()}}
     with store.hold(run_id):
         store.create_run(run_id, name, spec, first.seed_list, kind="phenomenon")
-        _guarded(store, run_id, lambda: _complete_phenomenon(store, run_id, trainers, _reporter(progress)))
+        _guarded(store, run_id, lambda: _complete_phenomenon(store, run_id, arms, trainers, _reporter(progress)))
     return Run(store, run_id)
 
 
-def _complete_phenomenon(store: Store, run_id: str, trainers: dict[str, Trainer] | None,
+def stored_arms(record: RunRecord) -> dict[str, Arm]:
+    """A stored phenomenon run's arms, read back as validated Experiments."""
+    return {arm: Arm.from_stored(arm, spec) for arm, spec in record.spec["arms"].items()}
+
+
+def _complete_phenomenon(store: Store, run_id: str, arms: dict[str, Arm], trainers: dict[str, Trainer],
                          reporter: TrainingProgress) -> None:
     """Run the arms not finished yet (resuming one that was stopped), then
-    check the signature. `trainers` are fresh trainers for a new run."""
+    check the signature. `trainers` are fresh trainers of arms not begun."""
     record = store.get_run(run_id)
     phenomenon: Phenomenon = registry.phenomena.get(record.name, "phenomenon")()
     children = {child.arm: child for child in store.children(run_id)}
-    for arm, spec in record.spec["arms"].items():
+    for arm, a in arms.items():
         child = children.get(arm)
         if child is not None and child.status == "finished":
             continue
         arm_id = f"{run_id}.{arm}"
+        spec = a.stored_spec()
         experiment = Experiment.model_validate(spec)
         if child is None:
-            trainer = trainers.pop(arm) if trainers else build_trainer(experiment)
+            trainer = trainers.pop(arm) if arm in trainers else build_trainer(experiment)
             start_from(store, trainer, init_source(experiment, run_id))  # an earlier arm has finished by now
             store.create_run(arm_id, record.name, spec, trainer.seeds, parent=run_id, arm=arm)
         else:
@@ -239,7 +297,7 @@ def resume_run(run_id: str, store: Store | str | None = None, progress: Training
     reporter = _reporter(progress)
     with store.hold(run_id):
         if record.kind == "phenomenon":
-            work = lambda: _complete_phenomenon(store, run_id, None, reporter)  # noqa: E731
+            work = lambda: _complete_phenomenon(store, run_id, stored_arms(record), {}, reporter)  # noqa: E731
         else:
             experiment = Experiment.model_validate(record.spec)
             trainer = restored_trainer(store, run_id, experiment)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from learnscope import registry
-from learnscope.catalog.base import ArmData, Phenomenon, Verdict
+from learnscope.catalog.base import Phenomenon
+from learnscope.results import ArmData, Verdict
 from learnscope.continual import RANK_BY, RANKING, arm_measures
 from learnscope.stats import summarize
 from learnscope.store.sqlite import RunRecord, Store
@@ -156,11 +157,6 @@ class Run:
     def verdict(self) -> Verdict | None:
         events = self.store.events(self.id, "signature")
         return Verdict.from_dict(events[-1]["detail"]) if events else None
-
-    def report(self, out: str | Path | None = None) -> Path:
-        from learnscope.report import write_report
-
-        return write_report(self.store, [self.id], out)
 
     def __repr__(self) -> str:
         return f"Run({self.id!r}, status={self.status!r})"

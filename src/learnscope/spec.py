@@ -32,6 +32,7 @@ from pydantic import (
 
 from learnscope import registry
 from learnscope.errors import LearnscopeError, SpecError, one_of
+from learnscope.optimizers import OPTIMIZERS
 
 
 def _numeric(annotation: Any) -> bool:
@@ -100,7 +101,7 @@ class Recipe(Parameters):
     `probe_every` steps, and `probe_log_points` log-spaced steps (grokking
     spans orders of magnitude of steps, so a linear grid wastes probes)."""
 
-    optimizer: Literal["sgd", "adam", "adamw"] = "adamw"
+    optimizer: str = Field("adamw", description="a name of learnscope.optimizers.OPTIMIZERS")
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.0, ge=0, lt=1)
@@ -124,6 +125,13 @@ class Recipe(Parameters):
     checkpoint_every: int | None = Field(
         1000, ge=1, description="steps between checkpoints (also one at the last step); None: only the last"
     )
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, optimizer):
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer '{optimizer}'; {one_of(optimizer, OPTIMIZERS)}")
+        return optimizer
 
     @field_validator("betas", mode="before")
     @classmethod
@@ -241,6 +249,7 @@ class Experiment(BaseModel):
         return self.model_dump(mode="json")
 
     def with_overrides(self, overrides: Sequence[str] = (), seeds: int | None = None) -> Experiment:
+        """This experiment with `--set key=value` overrides (and `--seeds`) applied, validated."""
         raw = self.to_dict()
         for item in overrides:
             apply_override(raw, item)
@@ -248,10 +257,13 @@ class Experiment(BaseModel):
             raw["seeds"] = seeds
         return Experiment.model_validate(raw)
 
-    def run(self, store=None, name: str | None = None, run_id: str | None = None, progress: bool = False):
-        from learnscope.runner import run_experiment
-
-        return run_experiment(self, store=store, name=name, run_id=run_id, progress=progress)
+    def derive(self, updates: Mapping[str, Any]) -> Experiment:
+        """This experiment with `updates` ({dotted key: Python value}, as `--set`
+        takes them but not parsed from text) applied, validated."""
+        raw = self.to_dict()
+        for key, value in updates.items():
+            set_key(raw, key, value)
+        return Experiment.model_validate(raw)
 
 
 def _resolve_components(data: Mapping) -> dict:
@@ -349,10 +361,19 @@ def apply_override(raw: dict, item: str) -> None:
     if "=" not in item:
         raise SpecError("--set", f"'{item}' is not of the form key=value (e.g. recipe.lr=3e-4)")
     key, text = item.split("=", 1)
+    set_key(raw, key, parse_value(text))
+
+
+def split_key(key: str) -> list[str]:
     parts = key.strip().split(".")
     if not all(parts):
         raise SpecError("--set", f"'{key}' is not a dotted key (e.g. task.p)")
-    value = parse_value(text)
+    return parts
+
+
+def set_key(raw: dict, key: str, value: Any) -> None:
+    """Set dotted `key` of a spec dict to `value`, in place."""
+    parts = split_key(key)
     node: Any = raw
     for i, part in enumerate(parts[:-1]):
         path = ".".join(parts[: i + 1])
@@ -376,6 +397,22 @@ def apply_override(raw: dict, item: str) -> None:
         node["name"] = value
     else:
         node[last] = value
+
+
+def get_key(raw: Mapping, key: str, missing: Any = None) -> Any:
+    """The value at dotted `key` of a spec dict (a component named by a bare
+    string has only its name), `missing` where the path does not exist."""
+    node: Any = raw
+    for part in split_key(key):
+        if isinstance(node, str):
+            node = {"name": node}
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, Mapping) and part in node:
+            node = node[part]
+        else:
+            return missing
+    return node
 
 
 def _list_index(node: list, part: str, path: str) -> int:

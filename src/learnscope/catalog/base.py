@@ -1,115 +1,93 @@
-"""A phenomenon: experiments (full and quick sizes, one per arm) plus a
-signature, an executable check that the phenomenon happened, read from the
-store so any past run can be re-checked."""
+"""A phenomenon: its arms (typed: a name, an Experiment, the arm it starts
+from) at full and quick sizes, the parameters that move together, and a
+signature, a list of per-seed claims read from the store, so any past run
+can be re-checked. Thresholds are data (results.Threshold) with the ranges
+measured across seeds when they were set."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
+from learnscope.errors import LearnscopeError
+from learnscope.results import ArmData, Bands, Signature, Sweep, Threshold, Tradeoff, Verdict
+from learnscope.results import first_step  # noqa: F401  TRANSITION: removed once every phenomenon is converted
 from learnscope.spec import Experiment
-from learnscope.store.sqlite import RunRecord
+
+Figure = Bands | Sweep | Tradeoff
 
 
-@dataclass
-class ArmData:
-    """The stored metrics of one arm, as per-seed arrays."""
+@dataclass(frozen=True)
+class Arm:
+    """One arm of a phenomenon: an ordinary run of `experiment`, named
+    `name`, that starts from the last checkpoint of the arm `starts_from`
+    (an earlier arm of the same run) when that is given."""
 
-    record: RunRecord
-    frame: pd.DataFrame  # run_id, seed, step, name, value
-    excluded: set[int] = field(default_factory=set)  # seeds that diverged: left out of every measure
+    name: str
+    experiment: Experiment
+    starts_from: str | None = None
 
-    @property
-    def seeds(self) -> list[int]:
-        return [seed for seed in self.record.seeds if seed not in self.excluded]
+    def __post_init__(self) -> None:
+        if not self.name or any(c in self.name for c in ":.= \n"):
+            raise LearnscopeError(f"arm name '{self.name}' must be non-empty, without ':', '.', '=' or spaces")
+        if (self.experiment.init_from or "").startswith("@"):
+            raise LearnscopeError(f"arm '{self.name}': name the arm it starts from with starts_from, not init_from")
 
-    def curve(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """(steps [T], values [S, T]) of a metric, seeds in the run's order."""
-        rows = self.frame[self.frame["name"] == name]
-        if rows.empty:
-            raise KeyError(f"metric '{name}' was not recorded in run {self.record.id}")
-        table = rows.pivot_table(index="seed", columns="step", values="value", aggfunc="last", dropna=False)
-        table = table.reindex(self.seeds)
-        return table.columns.to_numpy(), table.to_numpy(dtype=float)
+    def derive(self, name: str, updates: Mapping[str, Any] | None = None, starts_from: str | None = None) -> Arm:
+        """Another arm: this experiment with `updates` ({dotted key: value}) applied and validated."""
+        return Arm(name, self.experiment.derive(updates or {}), starts_from)
 
-    def final(self, name: str) -> np.ndarray:
-        """The last recorded value of a metric per seed, [S]."""
-        return self.curve(name)[1][:, -1]
-
-
-def first_step(steps: np.ndarray, values: np.ndarray, threshold: float) -> np.ndarray:
-    """Per seed, the first probed step at which values >= threshold (nan if never), [S]."""
-    reached = values >= threshold
-    index = reached.argmax(axis=1)
-    return np.where(reached.any(axis=1), steps[index].astype(float), np.nan)
-
-
-@dataclass
-class Verdict:
-    seeds: list[int]
-    passed: list[bool]
-    required_share: float
-    measures: dict[str, list[float]] = field(default_factory=dict)  # per seed, shown in summaries
-    failures: list[str] = field(default_factory=list)  # per seed: why it failed ("" if it passed)
-
-    @property
-    def needed(self) -> int:
-        return math.ceil(self.required_share * len(self.seeds) - 1e-9)
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.seeds) and sum(self.passed) >= self.needed
-
-    def line(self, name: str) -> str:
-        k, n = sum(self.passed), len(self.seeds)
-        if self.ok:
-            return f"verified {name}: PASS ({k}/{n} seeds)"
-        why = next((f"seed {s}: {f}" for s, f in zip(self.seeds, self.failures) if f), "no seed left to check")
-        return f"verified {name}: FAIL ({k}/{n} seeds hold, {self.needed} needed; {why})"
-
-    def as_dict(self) -> dict:
-        return {
-            "ok": self.ok,
-            "seeds": self.seeds,
-            "passed": self.passed,
-            "required_share": self.required_share,
-            "needed": self.needed,
-            "measures": self.measures,
-            "failures": self.failures,
-        }
+    def stored_spec(self) -> dict:
+        """The spec the store keeps: the experiment, starting from `@ARM`."""
+        spec = self.experiment.to_dict()
+        if self.starts_from is not None:
+            spec["init_from"] = f"@{self.starts_from}"
+        return spec
 
     @classmethod
-    def from_dict(cls, data: dict) -> Verdict:
-        return cls(data["seeds"], data["passed"], data["required_share"], data["measures"], data["failures"])
+    def from_stored(cls, name: str, spec: Mapping) -> Arm:
+        spec = dict(spec)
+        source = spec.get("init_from")
+        if source is not None and str(source).startswith("@"):
+            del spec["init_from"]
+            return cls(name, Experiment.model_validate(spec), str(source)[1:])
+        return cls(name, Experiment.model_validate(spec))
 
 
 class Phenomenon:
     """Subclass, register with `@registry.phenomena.register(name)`, and give:
     `summary` (one line), `source` (the paper's title as in ../papers),
-    `arms(quick)` and `check(arms)`. `headline` is the metric the progress
-    bar shows; `required_share` the share of seeds the signature must hold in."""
+    `arms(quick)` (a list of Arm) and `check(arms)` (a Signature's verdict).
+    `headline` is the metric the progress bar shows; `required_share` the
+    share of seeds the signature must hold in; `thresholds` the Thresholds
+    its claims use; `moves_together` groups of dotted keys that a global
+    `--set` must not change alone."""
 
     registry_name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     source: ClassVar[str] = ""
     headline: ClassVar[str] = "accuracy/test"
     required_share: ClassVar[float] = 1.0
+    thresholds: ClassVar[tuple[Threshold, ...]] = ()
+    moves_together: ClassVar[tuple[tuple[str, ...], ...]] = ()
     # {metric: label}: the arms side by side (mean [95% CI] of these final or
     # derived measures) in summaries and reports (Run.tables); none when empty
     comparison: ClassVar[dict[str, str]] = {}
 
-    def arms(self, quick: bool) -> dict[str, Experiment]:
+    def arms(self, quick: bool) -> list[Arm]:
         raise NotImplementedError
 
     def check(self, arms: dict[str, ArmData]) -> Verdict:
         raise NotImplementedError
 
-    def verdict(self, seeds: list[int], failures: list[str], measures: dict[str, list[float]]) -> Verdict:
-        """The verdict from one failure reason per seed ('' where the signature holds)."""
+    def signature(self, seeds: Sequence[int]) -> Signature:
+        """The builder of this phenomenon's verdict for these seeds."""
+        return Signature(seeds, self.required_share)
+
+    def verdict(self, seeds, failures, measures) -> Verdict:  # TRANSITION
         return Verdict(seeds=list(seeds), passed=[not why for why in failures], required_share=self.required_share,
                        measures=measures, failures=list(failures))
 
@@ -118,6 +96,21 @@ class Phenomenon:
         shown with the final metrics (mean, CI) in summaries and reports."""
         return {}
 
-    def figures(self, arms: dict[str, ArmData]) -> list:
-        """Figures beyond the curves over steps: [(caption, matplotlib Figure)]."""
+    def figures(self, arms: dict[str, ArmData]) -> list[Figure]:
+        """Figures beyond the curves over steps, as data the report draws."""
         return []
+
+
+def arm_table(arms: Sequence[Arm], phenomenon: str = "") -> dict[str, Arm]:
+    """Arms by name, checked: names unique, every `starts_from` an earlier arm."""
+    table: dict[str, Arm] = {}
+    if isinstance(arms, dict):  # TRANSITION: {name: Experiment}
+        arms = [Arm.from_stored(k, e.to_dict()) for k, e in arms.items()]
+    for arm in arms:
+        if arm.name in table:
+            raise LearnscopeError(f"{phenomenon}: two arms are named '{arm.name}'")
+        if arm.starts_from is not None and arm.starts_from not in table:
+            raise LearnscopeError(f"{phenomenon}: arm '{arm.name}' starts from '@{arm.starts_from}', "
+                                  f"which is not an arm before it")
+        table[arm.name] = arm
+    return table

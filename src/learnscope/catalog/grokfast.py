@@ -33,23 +33,25 @@ from __future__ import annotations
 import numpy as np
 
 from learnscope import registry
-from learnscope.catalog.base import ArmData, Phenomenon, Verdict
+from learnscope.catalog.base import Arm, Phenomenon
 from learnscope.catalog.grokking import GEN_ACCURACY, fit_and_generalization_steps, grokking_experiment
+from learnscope.results import ArmData, Threshold, Verdict
 from learnscope.spec import Experiment
 
-MIN_SPEEDUP = 1.3
-FILTER = "{name: grokfast, filter: ema, alpha: 0.98, lamb: 5.0}"
+MIN_SPEEDUP = Threshold(1.3, "MIN_SPEEDUP", "least t_gen(plain) / t_gen(grokfast), plain censored at the budget",
+                        "speedup", full=(1.91, 4.4), quick=(1.46, 2.4))
+FILTER = {"name": "grokfast", "filter": "ema", "alpha": 0.98, "lamb": 5.0}
 
 
 def plain_experiment(quick: bool) -> Experiment:
     # Minibatch steps are cheap next to a probe of the whole table, so accuracy and loss are
     # probed on a fixed random subset of 2048 examples per split, every 200 steps at full size.
     steps, probe_every = (6000, 50) if quick else (8000, 200)
-    return grokking_experiment(quick).with_overrides(
-        ["recipe.lr=3e-3", "recipe.weight_decay=1.0", "recipe.batch_size=128", f"recipe.steps={steps}",
-         f"recipe.probe_every={probe_every}",
-         "probes=[{name: accuracy, max_examples: 2048}, {name: loss, max_examples: 2048}, weight_norm]"]
-    )
+    return grokking_experiment(quick).derive({
+        "recipe.lr": 3e-3, "recipe.weight_decay": 1.0, "recipe.batch_size": 128, "recipe.steps": steps,
+        "recipe.probe_every": probe_every,
+        "probes": [{"name": "accuracy", "max_examples": 2048}, {"name": "loss", "max_examples": 2048}, "weight_norm"],
+    })
 
 
 @registry.phenomena.register("grokfast")
@@ -57,30 +59,25 @@ class Grokfast(Phenomenon):
     summary = "the slow-gradient (EMA) amplifier makes the same seeds generalize several times sooner"
     source = "Grokfast: Accelerated Grokking by Amplifying Slow Gradients"
     headline = "accuracy/test"
+    thresholds = (GEN_ACCURACY, MIN_SPEEDUP)
 
-    def arms(self, quick: bool) -> dict[str, Experiment]:
-        plain = plain_experiment(quick)
-        return {"plain": plain, "grokfast": plain.with_overrides([f"interventions=[{FILTER}]"])}
+    def arms(self, quick: bool) -> list[Arm]:
+        plain = Arm("plain", plain_experiment(quick))
+        return [plain, plain.derive("grokfast", {"interventions": [FILTER]})]
 
     def check(self, arms: dict[str, ArmData]) -> Verdict:
         _, t_plain = fit_and_generalization_steps(arms["plain"])
         _, t_fast = fit_and_generalization_steps(arms["grokfast"])
-        budget = float(arms["plain"].record.spec["recipe"]["steps"])
+        budget = float(arms["plain"].experiment.recipe.steps)
         censored = np.isnan(t_plain)
         speedup = np.where(censored, budget, t_plain) / t_fast
-        failures = []
-        for fast, ratio, cut in zip(t_fast, speedup, censored):
-            if np.isnan(fast):
-                why = f"with grokfast, test accuracy never reached {GEN_ACCURACY}"
-            elif ratio < MIN_SPEEDUP:
-                bound = "at least " if cut else ""
-                why = f"speedup {bound}{ratio:.2f} < {MIN_SPEEDUP:g}"
-            else:
-                why = ""
-            failures.append(why)
-        return self.verdict(
-            arms["plain"].seeds,
-            failures,
-            {"t_gen plain": t_plain.tolist(), "t_gen grokfast": t_fast.tolist(), "speedup": speedup.tolist(),
-             "plain censored": censored.astype(float).tolist()},
-        )
+        sig = self.signature(arms["plain"].seeds)
+        sig.measure("t_gen plain", t_plain)
+        sig.measure("t_gen grokfast", t_fast)
+        sig.measure("speedup", speedup)
+        sig.measure("plain censored", censored)
+        sig.claim(f"with grokfast, test accuracy reaches {GEN_ACCURACY}", ~np.isnan(t_fast),
+                  f"with grokfast, test accuracy never reached {GEN_ACCURACY}")
+        sig.claim(f"speedup >= {MIN_SPEEDUP:g}", ~(speedup < MIN_SPEEDUP),
+                  lambda s: f"speedup {'at least ' if censored[s] else ''}{speedup[s]:.2f} < {MIN_SPEEDUP:g}")
+        return sig.verdict()

@@ -6,13 +6,11 @@ Setting: (a + b) mod p with an embedding MLP trained full-batch by AdamW
 with weight decay, as in the grokking papers; the control arm is the same
 experiment with weight decay 0.
 
-Signature, per seed (the thresholds were set from measured runs, margins
-stated beside each):
-- t_fit, the first probed step with train accuracy >= 0.99, exists;
-- t_gen, the first probed step with test accuracy >= 0.95, exists;
-- t_gen >= 3 * t_fit: generalization comes well after fitting (measured
-  ratios: 4.2-5.9 at full size, 3.6-5.9 at --quick, 8 seeds each);
-- in the control, the best test accuracy stays below 0.5 (measured <= 0.03).
+Signature, per seed: t_fit (the first probed step with train accuracy at
+FIT_ACCURACY) and t_gen (test accuracy at GEN_ACCURACY) exist, t_gen comes
+DELAY_FACTOR times later, and the control's best test accuracy stays below
+CONTROL_CEILING. The thresholds, with the ranges measured across seeds when
+they were set, are data on the phenomenon (`learnscope list grokking`).
 """
 
 from __future__ import annotations
@@ -20,13 +18,16 @@ from __future__ import annotations
 import numpy as np
 
 from learnscope import registry
-from learnscope.catalog.base import ArmData, Phenomenon, Verdict, first_step
+from learnscope.catalog.base import Arm, Phenomenon
+from learnscope.results import ArmData, Threshold, Verdict, first_step
 from learnscope.spec import Experiment
 
-FIT_ACCURACY = 0.99
-GEN_ACCURACY = 0.95
-DELAY_FACTOR = 3.0
-CONTROL_CEILING = 0.5
+FIT_ACCURACY = Threshold(0.99, "FIT_ACCURACY", "train accuracy at t_fit, the step the arm has fitted")
+GEN_ACCURACY = Threshold(0.95, "GEN_ACCURACY", "test accuracy at t_gen, the step the arm has generalized")
+DELAY_FACTOR = Threshold(3.0, "DELAY_FACTOR", "least t_gen / t_fit: generalization comes well after fitting",
+                         "t_gen / t_fit", full=(4.2, 5.9), quick=(3.6, 5.9), seeds={"full": 8, "quick": 8})
+CONTROL_CEILING = Threshold(0.5, "CONTROL_CEILING", "the no-weight-decay control's best test accuracy stays below",
+                            "control best test accuracy", full=(0.0, 0.03), quick=(0.0, 0.03))
 
 
 def grokking_experiment(quick: bool) -> Experiment:
@@ -64,35 +65,27 @@ class Grokking(Phenomenon):
         "Dichotomy of Early and Late Phase Implicit Biases Can Provably Induce Grokking"
     )
     headline = "accuracy/test"
+    thresholds = (FIT_ACCURACY, GEN_ACCURACY, DELAY_FACTOR, CONTROL_CEILING)
 
-    def arms(self, quick: bool) -> dict[str, Experiment]:
-        experiment = grokking_experiment(quick)
-        return {"grokking": experiment, "no-weight-decay": experiment.with_overrides(["recipe.weight_decay=0"])}
+    def arms(self, quick: bool) -> list[Arm]:
+        grokking = Arm("grokking", grokking_experiment(quick))
+        return [grokking, grokking.derive("no-weight-decay", {"recipe.weight_decay": 0.0})]
 
     def check(self, arms: dict[str, ArmData]) -> Verdict:
         grok, control = arms["grokking"], arms["no-weight-decay"]
+        sig = self.signature(grok.seeds)
         t_fit, t_gen = fit_and_generalization_steps(grok)
-        control_best = np.nanmax(control.curve("accuracy/test")[1], axis=1)
-        failures = []
-        for fit, gen, best in zip(t_fit, t_gen, control_best):
-            if np.isnan(fit):
-                why = f"train accuracy never reached {FIT_ACCURACY}"
-            elif np.isnan(gen):
-                why = f"test accuracy never reached {GEN_ACCURACY}"
-            elif gen < DELAY_FACTOR * max(fit, 1):
-                why = f"t_gen {gen:.0f} < {DELAY_FACTOR:g} x t_fit {fit:.0f}"
-            elif best >= CONTROL_CEILING:
-                why = f"the no-weight-decay control reached test accuracy {best:.3f}"
-            else:
-                why = ""
-            failures.append(why)
-        return self.verdict(
-            grok.seeds,
-            failures,
-            {
-                "t_fit": t_fit.tolist(),
-                "t_gen": t_gen.tolist(),
-                "t_gen / t_fit": (t_gen / np.maximum(t_fit, 1)).tolist(),
-                "control best test accuracy": control_best.tolist(),
-            },
-        )
+        sig.measure("t_fit", t_fit)
+        sig.measure("t_gen", t_gen)
+        sig.measure("t_gen / t_fit", t_gen / np.maximum(t_fit, 1))
+        control_best = sig.measure("control best test accuracy", np.nanmax(control.curve("accuracy/test")[1], axis=1))
+        sig.claim(f"train accuracy reaches {FIT_ACCURACY}", ~np.isnan(t_fit),
+                  f"train accuracy never reached {FIT_ACCURACY}")
+        sig.claim(f"test accuracy reaches {GEN_ACCURACY}", ~np.isnan(t_gen),
+                  f"test accuracy never reached {GEN_ACCURACY}")
+        sig.claim(f"t_gen >= {DELAY_FACTOR:g} x t_fit", ~(t_gen < DELAY_FACTOR * np.maximum(t_fit, 1)),
+                  f"t_gen {{0:.0f}} < {DELAY_FACTOR:g} x t_fit {{1:.0f}}", t_gen, t_fit)
+        sig.claim(f"the no-weight-decay control's test accuracy stays below {CONTROL_CEILING:g}",
+                  ~(control_best >= CONTROL_CEILING),
+                  "the no-weight-decay control reached test accuracy {0:.3f}", control_best)
+        return sig.verdict()

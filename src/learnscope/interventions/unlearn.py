@@ -60,7 +60,7 @@ from learnscope.errors import SpecError
 from learnscope.seeding import generator
 from learnscope.tasks.base import TaskInfo
 from learnscope.train.hooks import Intervention, InterventionState
-from learnscope.train.losses import IGNORE, example_losses
+from learnscope.losses import IGNORE, example_losses
 
 
 def scored_positions(targets: torch.Tensor) -> torch.Tensor:

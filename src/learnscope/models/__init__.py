@@ -1,7 +1,5 @@
-"""Models: seed ensembles built from stacked layers, with named sites."""
+"""Models: seed ensembles built from stacked layers, with named sites.
 
-from learnscope.models.base import Capture, EnsembleModel, Model
-from learnscope.models.mlp import MLP
-from learnscope.models.transformer import Transformer
-
-__all__ = ["MLP", "Capture", "EnsembleModel", "Model", "Transformer"]
+Every module here is imported by the registry on its first lookup
+(learnscope.registry.discover): a new file with a registered component
+needs no edit anywhere else."""

@@ -1,23 +1,5 @@
-"""Probes: named measurements, one value per seed."""
+"""Probes: named measurements, one value per seed.
 
-from learnscope.probes.base import Needs, Probe, ProbeContext
-from learnscope.probes.geometry import EffectiveRank, KernelAlignment, NeuralCollapse
-from learnscope.probes.memorization import ExactMatch
-from learnscope.probes.performance import Accuracy, Loss
-from learnscope.probes.privacy import MembershipAUC
-from learnscope.probes.weights import RelativeWeightChange, WeightNorm
-
-__all__ = [
-    "Accuracy",
-    "EffectiveRank",
-    "ExactMatch",
-    "KernelAlignment",
-    "Loss",
-    "MembershipAUC",
-    "Needs",
-    "NeuralCollapse",
-    "Probe",
-    "ProbeContext",
-    "RelativeWeightChange",
-    "WeightNorm",
-]
+Every module here is imported by the registry on its first lookup
+(learnscope.registry.discover): a new file with a registered component
+needs no edit anywhere else."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,9 +17,8 @@ from learnscope.errors import SpecError, one_of
 from learnscope.models.base import Capture, EnsembleModel
 from learnscope.spec import ProbeSpec
 from learnscope.tasks.base import TaskInfo
+from learnscope.models.trainer_view import TrainerView
 
-if TYPE_CHECKING:
-    from learnscope.train.trainer import Trainer
 
 # Examples per forward chunk at probe time: bounds memory, not results.
 CHUNK = 4096
@@ -93,7 +91,7 @@ def needs_one_label_per_example(info: TaskInfo, path: str, what: str) -> None:
 class ProbeContext:
     """Everything a probe may read at one probe step."""
 
-    def __init__(self, trainer: Trainer, step: int, needs: Needs):
+    def __init__(self, trainer: TrainerView, step: int, needs: Needs):
         self.trainer = trainer
         self.step = step
         self.info = trainer.info

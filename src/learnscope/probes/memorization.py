@@ -8,7 +8,7 @@ from learnscope import registry
 from learnscope.errors import SpecError
 from learnscope.probes.base import ProbeContext
 from learnscope.probes.performance import _PerSplit
-from learnscope.train.losses import example_accuracy
+from learnscope.losses import example_accuracy
 
 
 @registry.probes.register("exact_match")

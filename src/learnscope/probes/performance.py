@@ -8,7 +8,7 @@ from pydantic import Field
 from learnscope import registry
 from learnscope.probes.base import Needs, Probe, ProbeContext, check_splits, needs_classification
 from learnscope.tasks.base import TaskInfo
-from learnscope.train.losses import example_accuracy
+from learnscope.losses import example_accuracy
 
 
 class _PerSplit(Probe):

@@ -27,7 +27,7 @@ from pydantic import Field
 
 from learnscope import registry
 from learnscope.probes.base import ALL, Needs, Probe, ProbeContext, check_splits
-from learnscope.train.losses import example_losses
+from learnscope.losses import example_losses
 
 
 def membership_auc(member_scores: torch.Tensor, nonmember_scores: torch.Tensor) -> torch.Tensor:

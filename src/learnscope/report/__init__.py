@@ -14,8 +14,10 @@ import matplotlib.pyplot as plt
 from learnscope import registry
 from learnscope.continual import Stream, accuracy_matrix, arm_measures
 from learnscope.errors import LearnscopeError
+from learnscope.report.figures import render
 from learnscope.report.page import arm_table, page, summary_table, verdict_block
 from learnscope.report.plots import Series, accuracy_matrix_figure, curve_figures
+from learnscope.runs import Run
 from learnscope.store.sqlite import Store
 
 
@@ -23,10 +25,13 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
 
 
+def report_run(run: Run, out: str | Path | None = None) -> Path:
+    """Write a run's report (PNGs and index.html); returns the HTML path."""
+    return write_report(run.store, [run.id], out)
+
+
 def write_report(store: Store, run_ids: Sequence[str], out: str | Path | None = None) -> Path:
     """Write PNGs and index.html for one or more runs; returns the HTML path."""
-    from learnscope.runs import Run
-
     runs = [Run(store, run_id) for run_id in run_ids]
     out = Path(out) if out else store.dir / "reports" / "+".join(run_ids)
     try:
@@ -55,7 +60,7 @@ def write_report(store: Store, run_ids: Sequence[str], out: str | Path | None = 
         summary = run.summary()
         sections.extend(arm_table(table) for table in run.tables(summary))
         if record.kind == "phenomenon" and record.name in registry.phenomena:
-            extra.extend(registry.phenomena.get(record.name)().figures(arms))
+            extra.extend(render(f) for f in registry.phenomena.get(record.name)().figures(arms))
         sections.append(summary_table(summary))
 
     images = []

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from learnscope.catalog.base import ArmData  # noqa: E402
+from learnscope.results import ArmData  # noqa: E402
 
 
 @dataclass

@@ -58,7 +58,7 @@ from pydantic import Field
 from learnscope import registry
 from learnscope.seeding import generator
 from learnscope.tasks.base import Dataset, Task, TaskInfo
-from learnscope.train.losses import IGNORE
+from learnscope.losses import IGNORE
 
 PAD, BOS, END = "<pad>", "<bos>", "."
 ENTITY, VALUE = "{e}", "{v}"

@@ -9,31 +9,29 @@ once and must treat them independently.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import torch
 
 from learnscope.errors import SpecError
 from learnscope.spec import InterventionSpec
 from learnscope.tasks.base import Block
+from learnscope.models.trainer_view import TrainerView
 
-if TYPE_CHECKING:
-    from learnscope.train.trainer import Trainer
 
 
 class Intervention(InterventionSpec):
     """An intervention is a spec (its fields are its parameters) that builds
     the object holding its training-time state."""
 
-    def build(self, trainer: Trainer) -> InterventionState:
+    def build(self, trainer: TrainerView) -> InterventionState:
         raise NotImplementedError
 
-    def spec_path(self, trainer: Trainer) -> str:
+    def spec_path(self, trainer: TrainerView) -> str:
         """Where this intervention sits in the spec, for errors found when building it."""
         index = next((i for i, iv in enumerate(trainer.experiment.interventions) if iv is self), None)
         return "interventions" if index is None else f"interventions[{index}]"
 
-    def require_stream(self, trainer: Trainer) -> None:
+    def require_stream(self, trainer: TrainerView) -> None:
         """Refuse, in one line, a task that is not a stream of experiences."""
         if not trainer.blocks:
             task = trainer.experiment.task.registry_name
@@ -52,14 +50,14 @@ class InterventionState:
     once and must treat them independently; randomness comes from generators
     derived from (seed, name, step), so that a resumed run draws the same."""
 
-    def on_block(self, trainer: Trainer, block: Block, previous: Block | None) -> None:
+    def on_block(self, trainer: TrainerView, block: Block, previous: Block | None) -> None:
         """A stream's next block begins (before its first update): `previous` is
         the block just finished (None at the start)."""
 
     # examples per seed that `batch` adds at most, so that the trainer sizes its passes for them
     extra_examples: int = 0
 
-    def batch(self, trainer: Trainer, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, trainer: TrainerView, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Change the update's batch [S, B, ...] (e.g. add replayed examples: at
         most `extra_examples` per seed)."""
         return x, y
@@ -68,14 +66,14 @@ class InterventionState:
     # ones) needs every pass to hold whole batches: the trainer then splits only seeds
     whole_batches: bool = False
 
-    def objective(self, trainer: Trainer, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor,
+    def objective(self, trainer: TrainerView, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor,
                   members: slice) -> torch.Tensor | None:
         """An objective replacing the task loss of the seeds `members` on this
         pass, shape [len(members)], or None to keep the task loss (e.g. gradient
         ascent on a forget set). Set `whole_batches` if it reads the batch's layout."""
         return None
 
-    def loss(self, trainer: Trainer, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor,
+    def loss(self, trainer: TrainerView, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor,
              members: slice) -> torch.Tensor | None:
         """An extra loss for the seeds `members` (a slice of the ensemble: large
         models train in groups of seeds) given their inputs, outputs and
@@ -84,10 +82,10 @@ class InterventionState:
         trainer.params[k][members])."""
         return None
 
-    def after_backward(self, trainer: Trainer) -> None:
+    def after_backward(self, trainer: TrainerView) -> None:
         """Change the gradients (p.grad of trainer.params) in place."""
 
-    def after_step(self, trainer: Trainer) -> None:
+    def after_step(self, trainer: TrainerView) -> None:
         """Change the weights in place."""
 
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -1,9 +1,5 @@
-"""Optimizers and learning-rate schedules over stacked parameters.
-
-SGD, Adam and AdamW act elementwise, so one optimizer over parameters with
-a seed axis is exactly S independent optimizers. (Anything that mixes
-elements across a whole tensor, such as global-norm clipping, must be done
-per seed.)"""
+"""Optimizers (the table of learnscope.optimizers) and learning-rate
+schedules over stacked parameters."""
 
 from __future__ import annotations
 
@@ -12,18 +8,12 @@ from collections.abc import Iterable
 
 import torch
 
+from learnscope.optimizers import OPTIMIZERS
 from learnscope.spec import Recipe
 
 
 def make_optimizer(recipe: Recipe, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    params = list(params)
-    if recipe.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay, foreach=True
-        )
-    cls = torch.optim.AdamW if recipe.optimizer == "adamw" else torch.optim.Adam
-    # the fused kernel: about 3x faster than foreach on CPU at every ensemble size measured
-    return cls(params, lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay, fused=True)
+    return OPTIMIZERS[recipe.optimizer].build(list(params), recipe)
 
 
 def lr_factor(recipe: Recipe, step: int) -> float:

@@ -27,7 +27,7 @@ from learnscope.seeding import generator
 from learnscope.spec import Experiment
 from learnscope.train.allocator import keep_freed_memory
 from learnscope.train.data import BatchSampler, EnsembleData, gather
-from learnscope.train.losses import example_losses
+from learnscope.losses import example_losses
 from learnscope.train.optim import make_optimizer, set_lr
 from learnscope.train.passes import PassPlan, activation_bytes_per_example, plan_passes
 
