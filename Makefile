@@ -1,6 +1,6 @@
 # Two commands do all setup on a fresh machine:
 #   make demo   set up .venv, then run the grokking phenomenon end to end with a report
-#   make test   set up .venv, then run the test suite
+#   make test   set up .venv, then lint (ruff), type-check (mypy) and run the test suite
 #   make bench  the performance benchmarks (ARGS="--json bench.json" to keep the figures)
 PYTHON ?= python3
 VENV := .venv
@@ -23,6 +23,8 @@ demo: $(STAMP)
 	$(BIN)/learnscope run grokking
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: $(STAMP)

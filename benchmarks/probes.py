@@ -43,10 +43,10 @@ def run(names=None, log=print) -> dict:
         for name in names or registry.phenomena.names():
             _, arms = phenomenon_arms(name, quick=False)
             per_arm = {}
-            for arm, experiment in arms.items():
+            for arm, spec in arms.items():
                 run_id = f"bench-{name}-{arm}"
-                store.create_run(run_id, name, experiment.to_dict(), experiment.seed_list)
-                per_arm[arm] = arm_overhead(Trainer(experiment), store, run_id)
+                store.create_run(run_id, name, spec.stored_spec(), spec.experiment.seed_list)
+                per_arm[arm] = arm_overhead(Trainer(spec.experiment), store, run_id)
             train = sum(a["steps"] * a["step_s"] for a in per_arm.values())
             total = sum(a["steps"] * a["step_s"] + a["probe_steps"] * a["probe_s"] for a in per_arm.values())
             results[name] = {"ratio": total / train, "arms": per_arm}

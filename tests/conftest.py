@@ -23,8 +23,8 @@ torch.set_num_threads(1)
 from pydantic import Field  # noqa: E402
 
 from learnscope import registry  # noqa: E402
-from learnscope.tasks.base import Dataset, Task, TaskInfo  # noqa: E402
 from learnscope.losses import IGNORE  # noqa: E402
+from learnscope.tasks.base import Dataset, Task, TaskInfo  # noqa: E402
 
 
 @registry.tasks.register("test-token-strings")

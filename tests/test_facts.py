@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from learnscope.cli import main
+from learnscope.losses import IGNORE
 from learnscope.runner import run_experiment
 from learnscope.spec import Experiment
 from learnscope.tasks.facts import TEMPLATES, Facts
-from learnscope.losses import IGNORE
 from learnscope.train.trainer import Trainer
 
 TINY = {"retain_entities": 5, "forget_entities": 3, "holdout_entities": 2, "attributes": 2, "templates": 3,

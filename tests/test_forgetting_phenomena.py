@@ -5,8 +5,8 @@ phenomena built on it), checked against hand computations:
   recovers, one that rises without dipping, one that dips and stays down;
   the window clipped at the block's end; and read from a run's stored
   per-experience accuracies (old experiences averaged per switch);
-- the paired comparisons (`forgets_less`, the strategy comparison's leader
-  and margin) on hand-made measures;
+- the paired comparisons (`forgets_less`, the first failing comparison
+  given, the strategy comparison's leader and margin) on hand-made measures;
 - the ranking of arms by their continual measures, one computation shown
   by the HTML report and by the command line in the same order;
 - every forgetting phenomenon's arms share stream, model, recipe and seeds:
@@ -22,12 +22,12 @@ import pandas as pd
 import pytest
 
 from learnscope import registry
-from learnscope.results import ArmData
 from learnscope.catalog.continual_strategies import leader
-from learnscope.catalog.forgetting import first_failures, forgets_less
-from learnscope.catalog.stability_gap import Gap, gap_failures, stability_gap, stability_gap_experiment, switch_gaps
+from learnscope.catalog.forgetting import forgets_less, forgetting_against
+from learnscope.catalog.stability_gap import Gap, claim_gaps, stability_gap, stability_gap_experiment, switch_gaps
 from learnscope.continual import RANK_BY, RANKING
 from learnscope.report.page import arm_table
+from learnscope.results import ArmData, Bands, Signature
 from learnscope.runs import ArmTable, compare_arms
 from learnscope.store.sqlite import RunRecord
 
@@ -54,6 +54,13 @@ def test_stability_gap_equals_the_hand_computation():
     np.testing.assert_allclose(gap.final, [0.86, 0.9, 0.1, 0.9])
     np.testing.assert_allclose(gap.recovery, [0.46, 0.35, 0.0, 0.1], atol=1e-12)
     np.testing.assert_allclose(gap.dip, [0.5, -0.05, 0.8, 0.1], atol=1e-12)
+
+
+def gap_failures(gaps: list[Gap], min_dip: float, min_recovery: float) -> list[str]:
+    """Per seed, why the stability-gap claims fail ('' where they hold)."""
+    sig = Signature(list(range(len(gaps[0].minimum))))
+    claim_gaps(sig, gaps, min_dip, min_recovery)
+    return sig.failures()
 
 
 def test_only_a_curve_that_dips_and_recovers_has_a_stability_gap():
@@ -86,7 +93,7 @@ def test_switch_gaps_average_the_old_experiences_of_a_stored_run():
     curves probed every step: on experience j, 0.9 + 0.01 j, except that every
     switch into experience k drops experience j < k to 0.2 + 0.1 j at update 4
     of the window (and 0.5 at update 3), seed 1 a further 0.1 lower."""
-    experiment = stability_gap_experiment(quick=True).with_overrides([], 2)
+    experiment = stability_gap_experiment(quick=True).derive({"seeds": 2})
     spec = experiment.to_dict()
     steps = np.arange(501)
     rows = []
@@ -110,7 +117,14 @@ def test_switch_gaps_average_the_old_experiences_of_a_stored_run():
         np.testing.assert_allclose(gap.minimum, [np.mean([0.2 + 0.1 * j - 0.1 * s for j in old]) for s in (0, 1)])
         np.testing.assert_array_equal(gap.at, [4, 4])
         np.testing.assert_allclose(gap.final, gap.before)
-    [(caption, figure)] = registry.phenomena.get("stability-gap")().figures({"replay": arm})
+    [data] = registry.phenomena.get("stability-gap")().figures({"replay": arm})
+    assert isinstance(data, Bands) and [label for label, _, _ in data.lines] == [
+        f"switch to experience {k}" for k in (1, 2, 3, 4)]
+    for _, x, values in data.lines:  # the window after the switch, updates 0..25, for both seeds
+        assert x.tolist() == list(range(26)) and values.shape == (2, 26)
+    from learnscope.report.figures import render
+
+    caption, figure = render(data)
     assert caption.startswith("stability gap") and len(figure.axes[0].lines) == 4  # one curve per switch
 
 
@@ -122,13 +136,26 @@ def measures(**forgetting) -> dict[str, dict[str, np.ndarray]]:
 
 
 def test_forgets_less_compares_seed_by_seed():
-    failures, shown = forgets_less(measures(naive=[0.6, 0.5, 0.0], ewc=[0.3, 0.45, 0.0]), "ewc", "naive", 0.85)
+    found = measures(naive=[0.6, 0.5, 0.0], ewc=[0.3, 0.45, 0.0])
+    sig = Signature([0, 1, 2])
+    forgetting_against(sig, found, "ewc", "naive")
+    holds = forgets_less(sig, found, "ewc", "naive", 0.85)
+    failures = sig.failures()
+    assert holds.tolist() == [True, False, True]
     assert failures[0] == ""
     assert failures[1] == "ewc forgot 0.450 > 0.85 x naive's 0.500"
     assert failures[2] == ""  # 0 <= 0.85 x 0: nothing was forgotten by either
-    np.testing.assert_allclose(shown["ewc / naive forgetting"], [0.5, 0.9, np.nan])
-    assert shown["naive forgetting"] == [0.6, 0.5, 0.0]
-    assert first_failures(["", "a", ""], ["b", "c", ""]) == ["b", "a", ""]
+    np.testing.assert_allclose(sig.measures["ewc / naive forgetting"], [0.5, 0.9, np.nan])
+    assert sig.measures["naive forgetting"] == [0.6, 0.5, 0.0]
+    assert list(sig.measures) == ["naive forgetting", "ewc forgetting", "ewc / naive forgetting"]
+
+
+def test_a_seed_failing_two_comparisons_is_given_the_first():
+    found = measures(naive=[0.5, 0.5, 0.5], ewc=[0.4, 0.1, 0.4], replay=[0.3, 0.3, 0.1])
+    sig = Signature([0, 1, 2])
+    forgets_less(sig, found, "replay", "ewc", 0.5)  # fails in seeds 0 and 1
+    forgets_less(sig, found, "replay", "naive", 0.5)  # fails in seeds 0 and 1 too
+    assert sig.failures() == ["replay forgot 0.300 > 0.5 x ewc's 0.400", "replay forgot 0.300 > 0.5 x ewc's 0.100", ""]
 
 
 def test_leader_and_its_margin_per_seed():
@@ -211,7 +238,8 @@ FORGETTING_ENTRIES = ["catastrophic-forgetting", "ewc", "replay", "power-law-reh
 @pytest.mark.parametrize("name", FORGETTING_ENTRIES)
 def test_arms_differ_only_in_their_strategy(name, quick):
     arms = registry.phenomena.get(name)().arms(quick)
-    specs = [{k: v for k, v in exp.to_dict().items() if k != "interventions"} for exp in arms.values()]
+    assert all(arm.starts_from is None for arm in arms)
+    specs = [{k: v for k, v in arm.experiment.to_dict().items() if k != "interventions"} for arm in arms]
     assert all(spec == specs[0] for spec in specs)
     assert specs[0]["task"]["name"] in ("permuted-stream", "split-stream")
     assert specs[0]["task"]["base"]["name"] == "digits"
@@ -219,7 +247,8 @@ def test_arms_differ_only_in_their_strategy(name, quick):
 
 def test_the_strategy_comparison_has_eight_arms_on_five_experiences_and_eight_seeds():
     arms = registry.phenomena.get("continual-strategies")().arms(quick=False)
-    assert list(arms) == ["naive", "joint", "ewc", "si", "replay", "power-law-rehearsal", "lwf", "agem"]
-    for name, exp in arms.items():
+    assert [arm.name for arm in arms] == ["naive", "joint", "ewc", "si", "replay", "power-law-rehearsal", "lwf", "agem"]
+    for arm in arms:
+        exp = arm.experiment
         assert exp.task.experiences == 5 and exp.seed_list == list(range(8))
-        assert [iv.registry_name for iv in exp.interventions] == ([] if name == "naive" else [name])
+        assert [iv.registry_name for iv in exp.interventions] == ([] if arm.name == "naive" else [arm.name])

@@ -11,9 +11,9 @@ import torch
 
 from learnscope import registry
 from learnscope.errors import SpecError
+from learnscope.losses import IGNORE, example_accuracy, example_losses
 from learnscope.spec import Experiment
 from learnscope.tasks.base import TaskInfo
-from learnscope.losses import IGNORE, example_accuracy, example_losses
 from learnscope.train.trainer import Trainer
 
 

@@ -380,7 +380,7 @@ def test_registering_a_duplicate_name_raises():
         pass
 
     reg.register("a")(A)  # the same object again is harmless
-    with pytest.raises(RuntimeError, match="widget 'a' is registered twice"):
+    with pytest.raises(LearnscopeError, match="widget 'a' is registered twice"):
 
         @reg.register("a")
         class B:
@@ -393,7 +393,7 @@ def test_duplicate_in_a_global_registry_raises_and_leaves_it_intact():
     class Impostor(GaussianMixture):
         pass
 
-    with pytest.raises(RuntimeError, match="registered twice"):
+    with pytest.raises(LearnscopeError, match="registered twice"):
         registry.tasks.register("gaussian-mixture")(Impostor)
     assert registry.tasks.get("gaussian-mixture") is GaussianMixture
     assert registry.models.get("mlp") is MLP

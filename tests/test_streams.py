@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
-from learnscope.results import ArmData
 from learnscope.cli import main
 from learnscope.continual import Stream, accuracy_matrix, measures
 from learnscope.errors import SpecError
 from learnscope.probes.base import ProbeContext
+from learnscope.results import ArmData
 from learnscope.spec import Experiment
 from learnscope.store.sqlite import RunRecord
 from learnscope.tasks.streams import PermutedStream, SplitStream
@@ -136,7 +136,7 @@ def test_batches_come_from_the_pool(pool):
     trainer = Trainer(experiment({"name": "split-stream", "base": BASE, "experiences": 3}, steps=60))
     trainer.sampler.pool_mode = pool
     ranges = trainer.data.experience_ranges()
-    for block_index, block in enumerate(trainer.blocks):
+    for block in trainer.blocks:
         allowed = {"current": range(*ranges[block.experience]), "seen": range(0, ranges[block.experience][1]),
                    "all": range(0, ranges[-1][1])}[pool]
         for step in range(block.start, block.stop):

@@ -34,12 +34,12 @@ from sklearn.metrics import roc_auc_score
 from learnscope import registry
 from learnscope.errors import SpecError
 from learnscope.interventions.unlearn import example_kl, example_nll
+from learnscope.losses import IGNORE
 from learnscope.probes.privacy import membership_auc, privacy_leakage
 from learnscope.runner import run_experiment
 from learnscope.spec import Experiment
 from learnscope.store.sqlite import Store
 from learnscope.tasks.forget_set import ForgetSet
-from learnscope.losses import IGNORE
 from learnscope.train.passes import PassPlan
 from learnscope.train.trainer import Trainer
 

@@ -2,14 +2,14 @@
 computations on synthetic curves:
 
 - `crossing` (where a forget curve first comes down to a level, and the
-  utility there, interpolated between probes) and `first_at_or_below`;
+  utility there, interpolated between probes) and `first_step(..., below=True)`;
 - npo-vs-ga's matched-forget-quality comparison (`matched_utility`) and its
   signature on synthetic arms, passing and failing for the right reasons;
 - ga-collapse's collapse level and signature on synthetic arms;
 - the derived privacy leakage and cost against direct computations, on
   synthetic arms and through the store on a real run (`Run.summary`);
 - the arms-compared table (`Phenomenon.comparison_table`), and the
-  forget-quality-against-utility figure;
+  forget-quality-against-utility figure (its data, as the report draws it);
 - the arms of every unlearning entry: original and oracle on the same
   experiment but the training split, methods started from the original;
 - unlearning-scalability and -sustainability: signatures on synthetic arms,
@@ -23,15 +23,14 @@ import pandas as pd
 import pytest
 
 from learnscope import registry
-from learnscope.results import ArmData
 from learnscope.catalog.ga_collapse import GACollapse, collapse_level
 from learnscope.catalog.npo_vs_ga import NPOvsGA, matched_utility
 from learnscope.catalog.unlearning import (
     CANARY_CHANCE,
+    CANARY_QUICK,
+    canary_base,
     crossing,
-    first_at_or_below,
     method_names,
-    tradeoff_figure,
     unlearning_measures,
 )
 from learnscope.catalog.unlearning_methods import UnlearningMethods
@@ -40,7 +39,9 @@ from learnscope.catalog.unlearning_sustainability import UnlearningSustainabilit
 from learnscope.cli import main
 from learnscope.probes.privacy import privacy_leakage
 from learnscope.report import report_run
+from learnscope.report.figures import render
 from learnscope.report.page import arm_table
+from learnscope.results import ArmData, Sweep, Tradeoff, first_step
 from learnscope.runner import run_phenomenon
 from learnscope.runs import ArmTable, compare_arms
 from learnscope.store import Store
@@ -51,11 +52,14 @@ SEEDS = [0, 1, 2]
 
 def arm(name: str, curves: dict[str, np.ndarray], steps, *, source: str | None = None, train_steps: int = 100,
         created: float = 0.0, finished: float | None = 10.0, seeds=SEEDS) -> ArmData:
-    """Synthetic stored arm: per metric a [S, T] array over `steps`."""
+    """Synthetic stored arm: per metric a [S, T] array over `steps`; its
+    stored spec a valid experiment of `train_steps` steps (started from the
+    arm `source`, e.g. "@original")."""
     rows = [{"run_id": f"run.{name}", "seed": seed, "step": int(step), "name": metric, "value": float(v)}
             for metric, values in curves.items() for seed, row in zip(seeds, np.atleast_2d(values))
             for step, v in zip(steps, row)]
-    spec = {"recipe": {"steps": train_steps}, **({"init_from": source} if source else {})}
+    spec = canary_base(CANARY_QUICK).derive({"recipe.steps": train_steps, "seeds": list(seeds),
+                                             "init_from": source}).to_dict()
     record = RunRecord(f"run.{name}", "test", "experiment", "run", name, spec, list(seeds), "finished", None,
                        created, finished, "0", "host")
     return ArmData(record, pd.DataFrame(rows))
@@ -93,11 +97,12 @@ def test_crossing_takes_one_level_per_seed_and_defaults_to_its_own_values():
     np.testing.assert_allclose(at_value, [0.8, 0.3])
 
 
-def test_first_at_or_below():
+def test_first_step_at_or_below():
     steps = np.array([0, 5, 10])
     values = np.array([[1.0, 0.5, 0.2], [1.0, 0.9, 0.8], [0.1, 0.9, 0.1]])
-    np.testing.assert_array_equal(first_at_or_below(steps, values, 0.5), [5.0, np.nan, 0.0])
-    np.testing.assert_array_equal(first_at_or_below(steps, values, np.array([0.2, 0.8, 0.0])), [10.0, 10.0, np.nan])
+    np.testing.assert_array_equal(first_step(steps, values, 0.5, below=True), [5.0, np.nan, 0.0])
+    np.testing.assert_array_equal(first_step(steps, values, np.array([0.2, 0.8, 0.0]), below=True),
+                                  [10.0, 10.0, np.nan])
 
 
 # ---------------------------------------------------------------- npo-vs-ga
@@ -270,13 +275,17 @@ def test_comparison_table_lays_the_arms_side_by_side():
 
 def test_tradeoff_figure_draws_a_curve_per_method_and_the_references():
     arms = canary_arms_by_hand()
-    fig = tradeoff_figure(arms, "accuracy/forget", "accuracy/retain", "t")
+    figures = NPOvsGA().figures(arms)
+    assert len(figures) == 2 and all(isinstance(f, Tradeoff) for f in figures)
+    data = figures[0]
+    assert (data.x, data.y) == ("accuracy/forget", "accuracy/retain")
+    caption, fig = render(data)
+    assert caption == "npo-vs-ga: accuracy/forget against accuracy/retain along the unlearning steps"
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["gradient-ascent", "npo", "original", "oracle"]
     np.testing.assert_allclose(ax.lines[0].get_xdata(), GA_FORGET.mean(0))
     np.testing.assert_allclose(ax.lines[0].get_ydata(), GA_RETAIN.mean(0))
-    assert len(NPOvsGA().figures(arms)) == 2
 
 
 # ---------------------------------------------------------------- arms
@@ -285,14 +294,18 @@ def test_tradeoff_figure_draws_a_curve_per_method_and_the_references():
 @pytest.mark.parametrize("name", ["unlearning-privacy", "ga-collapse", "npo-vs-ga", "unlearning-methods"])
 @pytest.mark.parametrize("quick", [True, False])
 def test_arms_start_from_the_original_and_the_oracle_drops_the_forget_set(name, quick):
-    arms = registry.phenomena.get(name)().arms(quick)
-    original, oracle = arms["original"], arms["oracle"]
+    arms = {arm.name: arm for arm in registry.phenomena.get(name)().arms(quick)}
+    assert list(arms)[:2] == ["original", "oracle"]
+    original, oracle = arms["original"].experiment, arms["oracle"].experiment
+    assert arms["original"].starts_from is None and arms["oracle"].starts_from is None
     assert original.recipe.train_split == "train" and oracle.recipe.train_split == "retain"
-    assert original.with_overrides(["recipe.train_split=retain"]) == oracle
-    for method, exp in arms.items():
+    assert original.derive({"recipe.train_split": "retain"}) == oracle
+    for method, a in arms.items():
         if method in ("original", "oracle"):
             continue
-        assert exp.init_from == "@original" and exp.recipe.train_split == "forget"
+        exp = a.experiment
+        assert a.starts_from == "original" and a.stored_spec()["init_from"] == "@original"
+        assert exp.init_from is None and exp.recipe.train_split == "forget"
         assert exp.task == original.task and exp.model == original.model and exp.seeds == original.seeds
         assert [i.registry_name for i in exp.interventions] == [method]
 
@@ -340,16 +353,16 @@ def test_scalability_fails_at_the_first_size_where_npo_keeps_too_little():
 
 def test_scalability_arms_sweep_the_forget_set_with_their_own_original():
     for quick in (True, False):
-        arms = UnlearningScalability().arms(quick)
-        samples = arms["original-small"].task.base.samples
+        arms = {arm.name: arm for arm in UnlearningScalability().arms(quick)}
+        samples = arms["original-small"].experiment.task.base.samples
         for label, share in SHARES.items():
-            original = arms[f"original-{label}"]
+            original = arms[f"original-{label}"].experiment
             assert original.task.count == share * samples  # 3.1%, 12.5%, 37.5% exactly
-            oracle = arms[f"oracle-{label}"]
+            oracle = arms[f"oracle-{label}"].experiment
             assert oracle.recipe.train_split == "retain" and oracle.task == original.task
             for method in ("gradient-ascent", "npo"):
-                assert arms[f"{method}-{label}"].init_from == f"@original-{label}"
-                assert arms[f"{method}-{label}"].task == original.task
+                assert arms[f"{method}-{label}"].starts_from == f"original-{label}"
+                assert arms[f"{method}-{label}"].experiment.task == original.task
 
 
 def sustainability_arms(npo_relearns: float = 0.05) -> dict[str, ArmData]:
@@ -387,22 +400,30 @@ def test_sustainability_fails_when_an_unlearned_request_comes_back():
 
 def test_sustainability_arms_chain_the_requests():
     for quick in (True, False):
-        arms = UnlearningSustainability().arms(quick)
-        assert arms["original"].task.requests == 3
+        arms = {arm.name: arm for arm in UnlearningSustainability().arms(quick)}
+        original = arms["original"].experiment
+        assert original.task.requests == 3
         for r in range(3):
-            assert arms[f"oracle-{r}"].recipe.train_split == f"keep/{r}"
+            assert arms[f"oracle-{r}"].experiment.recipe.train_split == f"keep/{r}"
             for method in ("gradient-ascent", "npo"):
-                exp = arms[f"{method}-{r}"]
-                assert exp.init_from == ("@original" if r == 0 else f"@{method}-{r - 1}")
-                assert exp.recipe.train_split == f"forget/{r}" and exp.task == arms["original"].task
+                arm_r = arms[f"{method}-{r}"]
+                assert arm_r.starts_from == ("original" if r == 0 else f"{method}-{r - 1}")
+                assert arm_r.experiment.recipe.train_split == f"forget/{r}" and arm_r.experiment.task == original.task
 
 
 def test_sweep_figures_draw_the_mean_of_the_finals_at_each_step_of_the_sweep():
-    ax = UnlearningScalability().figures(scalability_arms())[0][1].axes[0]  # test accuracy
+    [scalability] = UnlearningScalability().figures(scalability_arms())
+    assert isinstance(scalability, Sweep)
+    caption, fig = render(scalability)
+    assert caption == "unlearning-scalability: final accuracy against the size of the forget set"
+    ax = fig.axes[0]  # test accuracy
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["original", "oracle", "gradient-ascent", "npo"]
     np.testing.assert_allclose(ax.lines[3].get_ydata(), [(0.85 + 0.9 + 0.8) / 3] * 3)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["3.1%", "12.5%", "37.5%"]
-    test, so_far = UnlearningSustainability().figures(sustainability_arms(npo_relearns=0.5))[0][1].axes[:2]
+    [sustainability] = UnlearningSustainability().figures(sustainability_arms(npo_relearns=0.5))
+    caption, fig = render(sustainability)
+    assert caption == "unlearning-sustainability: accuracy after each sequential request"
+    test, so_far = fig.axes[:2]
     ga_means = [0.8, 0.35, (0.3 + 0.25 + 0.4) / 3, (0.3 + 0.25 + 0.3) / 3]  # the original, then requests 1..3
     np.testing.assert_allclose(test.lines[1].get_ydata(), ga_means)
     np.testing.assert_allclose(so_far.lines[2].get_xdata(), [1, 2, 3])  # none unlearned: no point

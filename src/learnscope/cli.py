@@ -39,8 +39,23 @@ StoreOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="end with one JSON object on stdout")]
 SeedsOpt = Annotated[Optional[int], typer.Option("--seeds", min=1, help="number of seeds (0..N-1)")]
-SetOpt = Annotated[list[str], typer.Option("--set", help="override a spec key: --set recipe.lr=3e-4")]
+SetOpt = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="override a spec key: --set recipe.lr=3e-4; one arm of a phenomenon: --set ARM:recipe.lr=3e-4")]
 QuickOpt = Annotated[bool, typer.Option("--quick", help="the phenomenon's small size (seconds)")]
+
+
+def _load_plugins(targets: list[str] | None) -> list[str]:
+    for target in targets or []:
+        registry.load_plugin(target)
+    return targets or []
+
+
+PluginOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--plugin", callback=_load_plugins, is_eager=True,
+                 help="a module or .py file whose components register themselves (repeatable; "
+                      "also $LEARNSCOPE_PLUGINS)"),
+]
 
 
 def _console(as_json: bool) -> Console:
@@ -59,12 +74,18 @@ def _existing_store(store: Path | None) -> Store:
 
 
 @app.command("list")
-def list_phenomena(as_json: JsonOpt = False) -> None:
-    """The phenomenon catalog: name, one line, source paper."""
+def list_phenomena(
+    name: Annotated[Optional[str], typer.Argument(help="a phenomenon: its arms, claims and thresholds")] = None,
+    as_json: JsonOpt = False,
+    plugin: PluginOpt = None,
+) -> None:
+    """The phenomenon catalog: name, one line, source paper; or one phenomenon in full."""
+    if name is not None:
+        _show_phenomenon(name, as_json)
+        return
     entries = []
-    for name in registry.phenomena.names():
-        cls = registry.phenomena.get(name)
-        entries.append({"name": name, "summary": cls.summary, "source": cls.source})
+    for entry_name, cls in registry.phenomena.items():
+        entries.append({"name": entry_name, "summary": cls.summary, "source": cls.source})
     if as_json:
         print(json.dumps(entries))
         return
@@ -72,6 +93,41 @@ def list_phenomena(as_json: JsonOpt = False) -> None:
     for e in entries:
         table.add_row(e["name"], e["summary"], e["source"])
     _console(False).print(table)
+
+
+def _show_phenomenon(name: str, as_json: bool) -> None:
+    from learnscope.runner import phenomenon_arms
+
+    cls = registry.phenomena.get(name, "phenomenon")
+    sizes = {size: phenomenon_arms(name, quick=size == "quick")[1] for size in ("full", "quick")}
+    entry = {
+        "name": name, "summary": cls.summary, "source": cls.source, "required_share": cls.required_share,
+        "arms": {size: [{"name": a.name, "starts_from": a.starts_from, "seeds": a.experiment.seed_list,
+                         "steps": a.experiment.recipe.steps} for a in arms.values()]
+                 for size, arms in sizes.items()},
+        "thresholds": [t.as_dict() for t in cls.thresholds],
+        "moves_together": [list(group) for group in cls.moves_together],
+    }
+    if as_json:
+        print(json.dumps(entry))
+        return
+    console = _console(False)
+    console.print(f"[bold]{name}[/bold]: {cls.summary}")
+    console.print(f"source: {cls.source}")
+    for size, arms in sizes.items():
+        shown = ", ".join(a.name + (f" (from {a.starts_from})" if a.starts_from else "") for a in arms.values())
+        first = next(iter(arms.values())).experiment
+        console.print(f"arms ({size}: {len(first.seed_list)} seeds, {first.recipe.steps} steps): {shown}")
+    share = "every seed" if cls.required_share >= 1 else f"{cls.required_share:.0%} of the seeds"
+    console.print(f"the signature must hold in {share}; thresholds (measured: range across seeds when set):")
+    table = Table("threshold", "value", "what it bounds", "measure", "measured full", "measured quick")
+    for t in cls.thresholds:
+        ranges = [f"{lo:.3g} to {hi:.3g}" if (lo, hi) != (None, None) else "" for lo, hi in
+                  (t.measured.get(size, (None, None)) for size in ("full", "quick"))]
+        table.add_row(t.name, f"{float(t):g}", t.bounds, t.measure or "", *ranges)
+    console.print(table)
+    for group in cls.moves_together:
+        console.print(f"moves together (set per arm, --set ARM:key=value): {', '.join(group)}")
 
 
 # ------------------------------------------------------------------ run
@@ -114,6 +170,8 @@ def _print_summary(run: Run, console: Console) -> None:
     if verdict is not None:
         table = Table("measure", *(f"seed {s}" for s in verdict.seeds))
         table.add_row("signature holds", *("yes" if p else "[red]no[/red]" for p in verdict.passed))
+        for claim in verdict.claims:
+            table.add_row(f"claim: {claim['statement']}", *("yes" if h else "[red]no[/red]" for h in claim["holds"]))
         for name, values in verdict.measures.items():
             table.add_row(name, *(fmt(v) for v in values))
         console.print(table)
@@ -147,8 +205,9 @@ def run(
     target: Annotated[str, typer.Argument(help="a phenomenon name (see `learnscope list`) or a spec file")],
     seeds: SeedsOpt = None,
     quick: QuickOpt = False,
-    overrides: SetOpt = [],
+    overrides: SetOpt = None,
     store: StoreOpt = None,
+    plugin: PluginOpt = None,
     run_id: Annotated[Optional[str], typer.Option("--run-id", help="id for the new run")] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="write the report at the end")] = True,
     as_json: JsonOpt = False,
@@ -159,11 +218,11 @@ def run(
     console = _console(as_json)
     progress = TrainingProgress(Console(stderr=True), enabled=sys.stderr.isatty() or not as_json)
     if target in registry.phenomena:
-        result = run_phenomenon(target, quick, seeds, overrides, store, run_id, progress)
+        result = run_phenomenon(target, quick, seeds, overrides or (), store, run_id, progress)
     elif _is_spec_file(target):
         if quick:
             raise LearnscopeError("--quick applies to phenomena; for a spec file set its size with --set")
-        experiment = load_experiment(target, overrides, seeds)
+        experiment = load_experiment(target, overrides or (), seeds)
         result = run_experiment(experiment, store, Path(target).stem, run_id, progress)
     else:
         raise _unknown_target(target)
@@ -192,6 +251,7 @@ def _conclude(result: Run, name: str, console: Console, report: bool, as_json: b
 def resume(
     run_id: Annotated[str, typer.Argument(help="an interrupted or failed run")],
     store: StoreOpt = None,
+    plugin: PluginOpt = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="write the report at the end")] = True,
     as_json: JsonOpt = False,
 ) -> None:
@@ -213,8 +273,9 @@ def verify(
     all_: Annotated[bool, typer.Option("--all", help="every phenomenon in the catalog")] = False,
     quick: QuickOpt = False,
     seeds: SeedsOpt = None,
-    overrides: SetOpt = [],
+    overrides: SetOpt = None,
     store: StoreOpt = None,
+    plugin: PluginOpt = None,
     stored_run: Annotated[Optional[str], typer.Option("--run", help="re-check a stored phenomenon run instead")] = None,
 ) -> None:
     """Run phenomena and check their signatures; exit 0 iff every one holds."""
@@ -234,7 +295,7 @@ def verify(
     progress = TrainingProgress(Console(stderr=True), enabled=True)
     results = []
     for n in names:
-        result = run_phenomenon(n, quick, seeds, overrides, store, None, progress)
+        result = run_phenomenon(n, quick, seeds, overrides or (), store, None, progress)
         verdict = result.verdict
         results.append(verdict.ok)
         console.print(f"run {result.id}")
@@ -248,7 +309,8 @@ def verify(
 
 
 @app.command()
-def show(run_id: Annotated[str, typer.Argument(help="a run id")], store: StoreOpt = None, as_json: JsonOpt = False):
+def show(run_id: Annotated[str, typer.Argument(help="a run id")], store: StoreOpt = None,
+    plugin: PluginOpt = None, as_json: JsonOpt = False):
     """A run's summary: per-seed final values, mean, std, 95% CI, signature."""
     result = Run(_existing_store(store), run_id)
     if as_json:
@@ -279,7 +341,8 @@ def _json_default(value):
 
 
 @app.command()
-def runs(store: StoreOpt = None, limit: Annotated[int, typer.Option(min=1)] = 20, as_json: JsonOpt = False):
+def runs(store: StoreOpt = None,
+    plugin: PluginOpt = None, limit: Annotated[int, typer.Option(min=1)] = 20, as_json: JsonOpt = False):
     """Recent runs with their status."""
     records = _existing_store(store).list_runs(limit)
     if as_json:
@@ -303,6 +366,7 @@ def report(
     run_ids: Annotated[list[str], typer.Argument(help="one or more run ids")],
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="report directory")] = None,
     store: StoreOpt = None,
+    plugin: PluginOpt = None,
 ):
     """Plots (PNG) and one offline HTML page for runs."""
     from learnscope.report import write_report
@@ -319,6 +383,7 @@ def export(
     format: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output file")] = None,
     store: StoreOpt = None,
+    plugin: PluginOpt = None,
 ):
     """Metric rows (run_id, seed, step, name, value) to CSV or Parquet."""
     from learnscope.store.export import export_metrics

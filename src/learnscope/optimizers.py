@@ -17,10 +17,19 @@ import torch
 
 
 class OptimizerSettings(Protocol):
-    lr: float
-    weight_decay: float
-    momentum: float
-    betas: tuple[float, float]
+    """What an optimizer reads of a recipe: read-only, so a frozen Recipe is one."""
+
+    @property
+    def lr(self) -> float: ...
+
+    @property
+    def weight_decay(self) -> float: ...
+
+    @property
+    def momentum(self) -> float: ...
+
+    @property
+    def betas(self) -> tuple[float, float]: ...
 
 
 @dataclass(frozen=True)

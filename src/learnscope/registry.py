@@ -20,9 +20,9 @@ import importlib.util
 import os
 import pkgutil
 import sys
+from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
-from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from learnscope.errors import LearnscopeError, SpecError, one_of
@@ -41,7 +41,7 @@ class Registry(Generic[T]):
     """Named components of one kind. `package` holds the built-in ones,
     imported on first lookup; then the plugins named by the environment."""
 
-    def __init__(self, kind: str, package: str):
+    def __init__(self, kind: str, package: str | None = None):
         self.kind = kind
         self.package = package
         self._entries: dict[str, T] = {}
@@ -66,7 +66,8 @@ class Registry(Generic[T]):
         if self._loaded:
             return
         self._loaded = True
-        discover(self.package)
+        if self.package is not None:
+            discover(self.package)
         load_environment_plugins()
 
     def get(self, name: str, path: str = "") -> T:
@@ -167,7 +168,7 @@ def load_environment_plugins() -> None:
 
 def _load_builtins() -> None:
     for registry in (tasks, models, probes, interventions, phenomena):
-        if not registry._loaded:
+        if not registry._loaded and registry.package is not None:
             registry._loaded = True
             discover(registry.package)
 

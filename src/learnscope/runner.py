@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from learnscope import faults, registry
 from learnscope.catalog.base import Arm, Phenomenon, arm_table
-from learnscope.results import ArmData, Verdict
 from learnscope.errors import LearnscopeError, SpecError, one_of
 from learnscope.optimizers import OPTIMIZERS
 from learnscope.progress import TrainingProgress
+from learnscope.results import ArmData, Verdict
 from learnscope.runs import Run
 from learnscope.spec import Experiment, apply_override, get_key
 from learnscope.store.checkpoints import read_checkpoint, write_checkpoint
 from learnscope.store.sqlite import RunRecord, Store, new_run_id
-from learnscope.train.trainer import Trainer
+from learnscope.train.trainer import Trainer, probes_of
 
 # Bytes a metric row takes in SQLite (row, B-tree share, name), and room for the WAL.
 ROW_BYTES = 64
@@ -42,7 +43,7 @@ def _reporter(progress: TrainingProgress | bool) -> TrainingProgress:
 def _headline(experiment: Experiment, preferred: str | None, trainer: Trainer) -> str:
     if preferred:
         return preferred
-    names = [n for probe in experiment.probes for n in probe.metric_names(trainer.info)]
+    names = [n for probe in probes_of(experiment) for n in probe.metric_names(trainer.info)]
     for candidate in ("accuracy/test", "loss/test"):
         if candidate in names:
             return candidate
@@ -94,7 +95,7 @@ def needed_bytes(trainers: Sequence[Trainer]) -> int:
     two checkpoints (the previous one stays until the next is recorded)."""
     total = STORE_MARGIN_BYTES
     for trainer in trainers:
-        names = [n for probe in trainer.experiment.probes for n in probe.metric_names(trainer.info)]
+        names = [n for probe in probes_of(trainer.experiment) for n in probe.metric_names(trainer.info)]
         total += trainer.probe_count() * len(names) * trainer.members * ROW_BYTES
         param_bytes = sum(p.numel() * p.element_size() for p in trainer.params)
         optimizer_slots = OPTIMIZERS[trainer.recipe.optimizer].state_slots
@@ -212,6 +213,10 @@ def _split_override(item: str, arms: dict[str, Arm], name: str) -> tuple[str | N
 def _refuse_breaking(phenomenon: Phenomenon, name: str, key: str, specs: dict[str, dict]) -> None:
     """Refuse a global `--set key` that would silently break the phenomenon's arms."""
     prefix = key + "."
+    for fixed in phenomenon.fixed:
+        if fixed == key or fixed.startswith(prefix) or key.startswith(fixed + "."):
+            raise SpecError("--set", f"{key}: the arms of {name} are built around {fixed} "
+                            f"({', '.join(specs)}); it cannot be changed by an override")
     for group in phenomenon.moves_together:
         hit = next((k for k in group if k == key or k.startswith(prefix) or key.startswith(k + ".")), None)
         if hit is not None:
@@ -281,7 +286,7 @@ def _complete_phenomenon(store: Store, run_id: str, arms: dict[str, Arm], traine
         else:
             trainer = restored_trainer(store, arm_id, experiment, run_id)
         label = f"{record.name}[{arm}]"
-        _guarded(store, arm_id, lambda: _train(store, arm_id, trainer, reporter, label, phenomenon.headline))
+        _guarded(store, arm_id, partial(_train, store, arm_id, trainer, reporter, label, phenomenon.headline))
         faults.point("arm-finished")
     store.add_event(run_id, "signature", check_signature(store, run_id).as_dict())
 
@@ -297,12 +302,12 @@ def resume_run(run_id: str, store: Store | str | None = None, progress: Training
     reporter = _reporter(progress)
     with store.hold(run_id):
         if record.kind == "phenomenon":
-            work = lambda: _complete_phenomenon(store, run_id, stored_arms(record), {}, reporter)  # noqa: E731
+            work = lambda: _complete_phenomenon(store, run_id, stored_arms(record), {}, reporter)
         else:
             experiment = Experiment.model_validate(record.spec)
             trainer = restored_trainer(store, run_id, experiment)
             headline = _headline(experiment, None, trainer)
-            work = lambda: _train(store, run_id, trainer, reporter, record.name, headline)  # noqa: E731
+            work = lambda: _train(store, run_id, trainer, reporter, record.name, headline)
         _guarded(store, run_id, work)
     return Run(store, run_id)
 
@@ -317,4 +322,8 @@ def check_signature(store: Store, run_id: str) -> Verdict:
     children = store.children(run_id)
     # a seed that diverged in any arm leaves every arm: signatures compare arms seed by seed
     diverged = {seed for child in children for seed in store.diverged(child.id)}
-    return phenomenon.check({child.arm: ArmData(child, store.metrics(child.id), diverged) for child in children})
+    arms: dict[str, ArmData] = {}
+    for child in children:
+        assert child.arm is not None  # a phenomenon's children are its arms
+        arms[child.arm] = ArmData(child, store.metrics(child.id), diverged)
+    return phenomenon.check(arms)

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 import pandas as pd
 
 from learnscope import registry
 from learnscope.catalog.base import Phenomenon
-from learnscope.results import ArmData, Verdict
 from learnscope.continual import RANK_BY, RANKING, arm_measures
+from learnscope.results import ArmData, Verdict
 from learnscope.stats import summarize
 from learnscope.store.sqlite import RunRecord, Store
 

@@ -328,8 +328,8 @@ def spec_error_from(exc: ValidationError, prefix: str = "", model: type[BaseMode
     return SpecError(path, msg)
 
 
-def _fields_at(model: Any, loc: list[str]) -> list[str] | None:
-    cls = model if isinstance(model, type) else {"Experiment": Experiment}.get(model)
+def _fields_at(model: type[BaseModel] | str, loc: list[str]) -> list[str] | None:
+    cls: type[BaseModel] | None = model if isinstance(model, type) else {"Experiment": Experiment}.get(model)
     if cls is None:
         return None
     for part in loc:

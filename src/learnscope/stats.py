@@ -9,8 +9,8 @@ used. One seed has no interval.
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 

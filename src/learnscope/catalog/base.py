@@ -14,7 +14,6 @@ import numpy as np
 
 from learnscope.errors import LearnscopeError
 from learnscope.results import ArmData, Bands, Signature, Sweep, Threshold, Tradeoff, Verdict
-from learnscope.results import first_step  # noqa: F401  TRANSITION: removed once every phenomenon is converted
 from learnscope.spec import Experiment
 
 Figure = Bands | Sweep | Tradeoff
@@ -31,8 +30,8 @@ class Arm:
     starts_from: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.name or any(c in self.name for c in ":.= \n"):
-            raise LearnscopeError(f"arm name '{self.name}' must be non-empty, without ':', '.', '=' or spaces")
+        if not self.name or any(c in self.name for c in ":= \n"):  # `--set ARM:key=value` must parse
+            raise LearnscopeError(f"arm name '{self.name}' must be non-empty, without ':', '=' or spaces")
         if (self.experiment.init_from or "").startswith("@"):
             raise LearnscopeError(f"arm '{self.name}': name the arm it starts from with starts_from, not init_from")
 
@@ -64,7 +63,7 @@ class Phenomenon:
     `headline` is the metric the progress bar shows; `required_share` the
     share of seeds the signature must hold in; `thresholds` the Thresholds
     its claims use; `moves_together` groups of dotted keys that a global
-    `--set` must not change alone."""
+    `--set` must not change alone; `fixed` keys the arms themselves depend on."""
 
     registry_name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
@@ -73,6 +72,8 @@ class Phenomenon:
     required_share: ClassVar[float] = 1.0
     thresholds: ClassVar[tuple[Threshold, ...]] = ()
     moves_together: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    # dotted keys the arms' structure fixes (a count of chained arms, ...): never set globally
+    fixed: ClassVar[tuple[str, ...]] = ()
     # {metric: label}: the arms side by side (mean [95% CI] of these final or
     # derived measures) in summaries and reports (Run.tables); none when empty
     comparison: ClassVar[dict[str, str]] = {}
@@ -87,10 +88,6 @@ class Phenomenon:
         """The builder of this phenomenon's verdict for these seeds."""
         return Signature(seeds, self.required_share)
 
-    def verdict(self, seeds, failures, measures) -> Verdict:  # TRANSITION
-        return Verdict(seeds=list(seeds), passed=[not why for why in failures], required_share=self.required_share,
-                       measures=measures, failures=list(failures))
-
     def derived(self, arms: dict[str, ArmData]) -> dict[str, dict[str, np.ndarray]]:
         """Measures derived across arms, per arm and seed ({arm: {name: [S]}}),
         shown with the final metrics (mean, CI) in summaries and reports."""
@@ -104,8 +101,6 @@ class Phenomenon:
 def arm_table(arms: Sequence[Arm], phenomenon: str = "") -> dict[str, Arm]:
     """Arms by name, checked: names unique, every `starts_from` an earlier arm."""
     table: dict[str, Arm] = {}
-    if isinstance(arms, dict):  # TRANSITION: {name: Experiment}
-        arms = [Arm.from_stored(k, e.to_dict()) for k, e in arms.items()]
     for arm in arms:
         if arm.name in table:
             raise LearnscopeError(f"{phenomenon}: two arms are named '{arm.name}'")

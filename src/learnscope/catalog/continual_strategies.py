@@ -37,9 +37,9 @@ from __future__ import annotations
 import numpy as np
 
 from learnscope import registry
-from learnscope.catalog.base import ArmData, Phenomenon, Verdict
-from learnscope.catalog.forgetting import STRATEGIES, StreamSize, arm_measures, strategy_arms
-from learnscope.spec import Experiment
+from learnscope.catalog.base import Arm, Phenomenon
+from learnscope.catalog.forgetting import REPLAY_STREAM_KEYS, STRATEGIES, StreamSize, arm_measures, strategy_arms
+from learnscope.results import ArmData, Verdict
 
 FULL = StreamSize(experiences=5, updates=300, seeds=8)
 QUICK = StreamSize(experiences=5, updates=200, seeds=4)
@@ -60,8 +60,9 @@ class ContinualStrategies(Phenomenon):
     source = ("Catastrophic Interference is Mitigated in Naturalistic Power-Law Learning Environments; the "
               "classic baselines of the continual papers (EWC, SI, experience replay, LwF, A-GEM)")
     headline = "accuracy/test"
+    moves_together = (REPLAY_STREAM_KEYS,)
 
-    def arms(self, quick: bool) -> dict[str, Experiment]:
+    def arms(self, quick: bool) -> list[Arm]:
         return strategy_arms(STRATEGIES, QUICK if quick else FULL)
 
     def check(self, arms: dict[str, ArmData]) -> Verdict:
@@ -69,18 +70,15 @@ class ContinualStrategies(Phenomenon):
         names = list(measures)
         best, lead = leader(measures, "average_accuracy")
         most, excess = leader(measures, "forgetting")
-        failures = []
-        for b, m in zip(best, most):
-            if names[b] != "joint":
-                why = f"{names[b]}, not joint, has the highest average accuracy"
-            elif names[m] != "naive":
-                why = f"{names[m]}, not naive, forgets the most"
-            else:
-                why = ""
-            failures.append(why)
-        return self.verdict(arms["naive"].seeds, failures, {
-            "joint average accuracy": measures["joint"]["average_accuracy"].tolist(),
-            "lead of the highest average accuracy": lead.tolist(),
-            "naive forgetting": measures["naive"]["forgetting"].tolist(),
-            "excess of the largest forgetting": excess.tolist(),
-        })
+        sig = self.signature(arms["naive"].seeds)
+        sig.measure("joint average accuracy", measures["joint"]["average_accuracy"])
+        sig.measure("lead of the highest average accuracy", lead)
+        sig.measure("naive forgetting", measures["naive"]["forgetting"])
+        sig.measure("excess of the largest forgetting", excess)
+        sig.claim("joint training has the highest average accuracy of the arms",
+                  np.array([names[b] == "joint" for b in best], dtype=bool),
+                  lambda s: f"{names[best[s]]}, not joint, has the highest average accuracy")
+        sig.claim("naive training forgets the most of the arms",
+                  np.array([names[m] == "naive" for m in most], dtype=bool),
+                  lambda s: f"{names[most[s]]}, not naive, forgets the most")
+        return sig.verdict()

@@ -62,7 +62,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from learnscope import continual
-from learnscope.catalog.base import ArmData
+from learnscope.catalog.base import Arm
+from learnscope.results import ArmData, Signature
 from learnscope.spec import Experiment
 
 LR = 0.1
@@ -73,6 +74,13 @@ MEMORY_PER_EXPERIENCE = 100
 REHEARSED_PER_UPDATE = 32
 
 STRATEGIES = ("naive", "joint", "ewc", "si", "replay", "power-law-rehearsal", "lwf", "agem")
+
+# Keys a global `--set` must not change alone (Phenomenon.moves_together): a stream probes one test
+# split per experience, so the number of experiences moves with the probed splits ...
+STREAM_KEYS = ("task.experiences", "probes.0.splits")
+# ... and, where an arm replays (the `replay` strategy is its only intervention), with the reservoir
+# buffer, which holds MEMORY_PER_EXPERIENCE examples per experience of the stream.
+REPLAY_STREAM_KEYS = (*STREAM_KEYS, "interventions.0.buffer_size")
 
 
 @dataclass(frozen=True)
@@ -133,9 +141,10 @@ def permuted_digits(size: StreamSize, interventions: Sequence[dict] = ()) -> Exp
     return stream_experiment({"name": "permuted-stream", "base": {"name": "digits"}}, size, interventions)
 
 
-def strategy_arms(names: Sequence[str], size: StreamSize) -> dict[str, Experiment]:
+def strategy_arms(names: Sequence[str], size: StreamSize) -> list[Arm]:
     """One arm per strategy, all on the same permuted-digits stream and seeds."""
-    return {name: permuted_digits(size, strategy(name, size.experiences)) for name in names}
+    stream = permuted_digits(size)
+    return [Arm(name, stream.derive({"interventions": strategy(name, size.experiences)})) for name in names]
 
 
 def arm_measures(arms: dict[str, ArmData]) -> dict[str, dict[str, np.ndarray]]:
@@ -151,22 +160,23 @@ def arm_measures(arms: dict[str, ArmData]) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def forgets_less(measures: dict[str, dict[str, np.ndarray]], strategy: str, baseline: str,
-                 max_ratio: float) -> tuple[list[str], dict[str, list[float]]]:
-    """Per seed: does `strategy` forget at most `max_ratio` times what
-    `baseline` forgets on the same stream and seed? (failure reasons, '' where
-    it does; and the per-seed measures behind them)."""
+def forgetting_against(sig: Signature, measures: dict[str, dict[str, np.ndarray]], strategy: str,
+                       baseline: str) -> None:
+    """Record, per seed, what `baseline` and `strategy` forget on the same
+    stream and seed, and their ratio (nan where the baseline forgot nothing)."""
     mine, theirs = measures[strategy]["forgetting"], measures[baseline]["forgetting"]
-    failures = [
-        "" if a <= max_ratio * b else f"{strategy} forgot {a:.3f} > {max_ratio:g} x {baseline}'s {b:.3f}"
-        for a, b in zip(mine, theirs)
-    ]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(theirs > 0, mine / theirs, np.nan)
-    return failures, {f"{baseline} forgetting": theirs.tolist(), f"{strategy} forgetting": mine.tolist(),
-                      f"{strategy} / {baseline} forgetting": ratio.tolist()}
+    sig.measure(f"{baseline} forgetting", theirs)
+    sig.measure(f"{strategy} forgetting", mine)
+    sig.measure(f"{strategy} / {baseline} forgetting", ratio)
 
 
-def first_failures(*failures: list[str]) -> list[str]:
-    """Per seed, the first reason any of the checks gives ('' if none fails)."""
-    return [next((why for why in reasons if why), "") for reasons in zip(*failures)]
+def forgets_less(sig: Signature, measures: dict[str, dict[str, np.ndarray]], strategy: str, baseline: str,
+                 max_ratio: float) -> np.ndarray:
+    """Claim, per seed, that `strategy` forgets at most `max_ratio` times what
+    `baseline` forgets on the same stream and seed; returns where it holds."""
+    mine, theirs = measures[strategy]["forgetting"], measures[baseline]["forgetting"]
+    return sig.claim(f"{strategy} forgets at most {max_ratio:g} x what {baseline} forgets",
+                     mine <= max_ratio * theirs,
+                     f"{strategy} forgot {{0:.3f}} > {max_ratio:g} x {baseline}'s {{1:.3f}}", mine, theirs)

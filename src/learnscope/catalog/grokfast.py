@@ -16,9 +16,9 @@ Measured (t_gen = first probed step with test accuracy >= 0.95):
   seed; the plain arm generalized in 2 of 8 seeds (at 4300 and 4500 steps,
   speedups 1.91 and 1.96), the other 6 not even in 12000 steps (speedups
   above 4.4);
-- quick (p=59, 4 seeds, 6000 steps): grokfast t_gen 1850-2450; plain
-  generalized in 1 of 4 seeds (2700, speedup 1.46), the others not within
-  the budget (speedups at least 2.4).
+- quick (p=59, 4 seeds, 6000 steps): plain generalized in 1 of 4 seeds,
+  the others not within the budget; the speedups of the default seeds are
+  on MIN_SPEEDUP (`learnscope list grokfast`).
 
 Signature, per seed:
 - the grokfast arm reaches test accuracy >= 0.95;
@@ -39,7 +39,7 @@ from learnscope.results import ArmData, Threshold, Verdict
 from learnscope.spec import Experiment
 
 MIN_SPEEDUP = Threshold(1.3, "MIN_SPEEDUP", "least t_gen(plain) / t_gen(grokfast), plain censored at the budget",
-                        "speedup", full=(1.91, 4.4), quick=(1.46, 2.4))
+                        "speedup", quick=(1.42, 2.93), seeds={"quick": 4})
 FILTER = {"name": "grokfast", "filter": "ema", "alpha": 0.98, "lamb": 5.0}
 
 

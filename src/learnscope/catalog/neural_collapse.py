@@ -32,27 +32,26 @@ Two choices are forced by what we measured, and stated here:
   accuracy 1.0), so this entry uses SGD.
 
 The terminal phase starts at t_fit, the first probed step with train
-accuracy >= FIT_ACCURACY (0.999; with 100-200 examples that is 1.0); the probe
+accuracy >= FIT_ACCURACY (with 100-200 examples that is 1.0); the probe
 cadence (60 log-spaced probes plus every 250 steps) puts probes 2-4
 steps apart around it, so t_fit is resolved and NC1 is read where the
 network first fits, not later.
 
-Signature, per seed (thresholds set from measured runs, margins beside each;
-measured = ranges across seeds of `learnscope run neural-collapse --seeds 16`
-("full") and `--quick --seeds 24` ("quick"); the default ensembles, seeds
-0-7 and 0-3, are among them):
-- t_fit exists and comes in the first TPT_START_SHARE (1/4) of training
-  (measured 12-24 steps of 4000 full, 9-22 of 2000 quick), and train
-  accuracy is still >= 0.999 at the end (measured 1.0): nearly all of
+Signature, per seed. The thresholds, with the ranges measured across seeds
+of `learnscope run neural-collapse --seeds 16` ("full") and `--quick
+--seeds 24` ("quick") when they were set (the default ensembles, seeds 0-7
+and 0-3, are among them), are data on the phenomenon (`learnscope list
+neural-collapse`):
+- t_fit exists and comes in the first TPT_START_SHARE of training, and
+  train accuracy is still >= FIT_ACCURACY at the end: nearly all of
   training is terminal phase;
 - NC1 falls at least NC1_FALL (10x, the issue's requirement) from t_fit to
-  the end (measured 60-168x full, 35-142x quick; NC1 0.21-0.53 ->
-  0.0029-0.0041 full, 0.13-0.60 -> 0.0034-0.0059 quick);
-- NC2 falls at least NC2_FALL (1.5x) over the same span (measured
-  3.7-6.3x full, 2.05-4.1x quick; 0.42-0.66 -> 0.08-0.21);
-- NC3 falls at least NC3_FALL (5x) over the same span (measured 40-113x
-  full, 19-68x quick; 0.24-0.73 -> 0.005-0.013);
-- NC4 at the end >= NC4_FINAL (0.99) (measured 1.000 in every seed).
+  the end (NC1 measured 0.21-0.53 -> 0.0029-0.0041 full, 0.13-0.60 ->
+  0.0034-0.0059 quick);
+- NC2 falls at least NC2_FALL over the same span (0.42-0.66 -> 0.08-0.21);
+- NC3 falls at least NC3_FALL over the same span (0.24-0.73 ->
+  0.005-0.013);
+- NC4 at the end >= NC4_FINAL.
 History: with class sizes drawn i.i.d. (an earlier version of the task) the
 least balanced seeds (a class of 1-3 training examples) collapsed least
 (NC2 1.55x, NC3 3.2x), and the NC2/NC3 factors then stood at 1.2x/2x. The
@@ -73,15 +72,25 @@ from __future__ import annotations
 import numpy as np
 
 from learnscope import registry
-from learnscope.catalog.base import ArmData, Phenomenon, Verdict, first_step
+from learnscope.catalog.base import Arm, Phenomenon
+from learnscope.results import ArmData, Threshold, Verdict, first_step
 from learnscope.spec import Experiment
 
-FIT_ACCURACY = 0.999
-TPT_START_SHARE = 0.25
-NC1_FALL = 10.0
-NC2_FALL = 1.5
-NC3_FALL = 5.0
-NC4_FINAL = 0.99
+FIT_ACCURACY = Threshold(0.999, "FIT_ACCURACY", "train accuracy at t_fit, where the terminal phase starts, and "
+                         "still at the end", "train accuracy at end", full=(1.0, 1.0), quick=(1.0, 1.0),
+                         seeds={"full": 16, "quick": 24})
+TPT_START_SHARE = Threshold(0.25, "TPT_START_SHARE", "largest t_fit / training steps: nearly all of training is "
+                            "terminal phase (t_fit 12-24 of 4000 steps full, 9-22 of 2000 quick)",
+                            full=(0.003, 0.006), quick=(0.0045, 0.011), seeds={"full": 16, "quick": 24})
+NC1_FALL = Threshold(10.0, "NC1_FALL", "least fall of NC1 (within-class variability) from t_fit to the end",
+                     "nc1 fall (x)", full=(60, 168), quick=(35, 142), seeds={"full": 16, "quick": 24})
+NC2_FALL = Threshold(1.5, "NC2_FALL", "least fall of NC2 (distance of the class means from a simplex ETF) from "
+                     "t_fit to the end", "nc2 fall (x)", full=(3.7, 6.3), quick=(2.05, 4.1),
+                     seeds={"full": 16, "quick": 24})
+NC3_FALL = Threshold(5.0, "NC3_FALL", "least fall of NC3 (misalignment of classifier and class means) from t_fit "
+                     "to the end", "nc3 fall (x)", full=(40, 113), quick=(19, 68), seeds={"full": 16, "quick": 24})
+NC4_FINAL = Threshold(0.99, "NC4_FINAL", "least NC4 at the end: agreement with the nearest-class-center rule",
+                      "nc4 at end", full=(1.0, 1.0), quick=(1.0, 1.0), seeds={"full": 16, "quick": 24})
 
 
 def neural_collapse_experiment(quick: bool) -> Experiment:
@@ -112,9 +121,10 @@ class NeuralCollapsePhenomenon(Phenomenon):
         "Linguistic Collapse: Neural Collapse in (Large) Language Models"
     )
     headline = "nc1"
+    thresholds = (FIT_ACCURACY, TPT_START_SHARE, NC1_FALL, NC2_FALL, NC3_FALL, NC4_FINAL)
 
-    def arms(self, quick: bool) -> dict[str, Experiment]:
-        return {"terminal-phase": neural_collapse_experiment(quick)}
+    def arms(self, quick: bool) -> list[Arm]:
+        return [Arm("terminal-phase", neural_collapse_experiment(quick))]
 
     def check(self, arms: dict[str, ArmData]) -> Verdict:
         arm = arms["terminal-phase"]
@@ -133,34 +143,27 @@ class NeuralCollapsePhenomenon(Phenomenon):
         falls = {k: at_fit[k] / end[k] for k in ("nc1", "nc2", "nc3")}
         final_acc = train_acc[:, -1]
 
-        failures = []
-        for s in range(n):
-            if np.isnan(t_fit[s]):
-                why = f"train accuracy never reached {FIT_ACCURACY}"
-            elif t_fit[s] > TPT_START_SHARE * last_step:
-                why = f"train accuracy reached {FIT_ACCURACY} only at step {t_fit[s]:.0f}: too little terminal phase"
-            elif not final_acc[s] >= FIT_ACCURACY:
-                why = f"train accuracy fell to {final_acc[s]:.4f} during the terminal phase"
-            elif not falls["nc1"][s] >= NC1_FALL:
-                why = (f"NC1 fell only {falls['nc1'][s]:.3g}x ({at_fit['nc1'][s]:.3g} -> {end['nc1'][s]:.3g}) "
-                       f"< {NC1_FALL:g}x")
-            elif not falls["nc2"][s] >= NC2_FALL:
-                why = (f"NC2 fell only {falls['nc2'][s]:.3g}x ({at_fit['nc2'][s]:.3g} -> {end['nc2'][s]:.3g}) "
-                       f"< {NC2_FALL:g}x")
-            elif not falls["nc3"][s] >= NC3_FALL:
-                why = (f"NC3 fell only {falls['nc3'][s]:.3g}x ({at_fit['nc3'][s]:.3g} -> {end['nc3'][s]:.3g}) "
-                       f"< {NC3_FALL:g}x")
-            elif not end["nc4"][s] >= NC4_FINAL:
-                why = f"NC4 (agreement with nearest class center) is {end['nc4'][s]:.4f} < {NC4_FINAL:g} at the end"
-            else:
-                why = ""
-            failures.append(why)
-
-        measures = {"t_fit": t_fit.tolist()}
+        sig = self.signature(arm.seeds)
+        sig.measure("t_fit", t_fit)
         for k in ("nc1", "nc2", "nc3"):
-            measures[f"{k} at t_fit"] = at_fit[k].tolist()
-            measures[f"{k} at end"] = end[k].tolist()
-            measures[f"{k} fall (x)"] = falls[k].tolist()
-        measures["nc4 at end"] = end["nc4"].tolist()
-        measures["train accuracy at end"] = final_acc.tolist()
-        return self.verdict(arm.seeds, failures, measures)
+            sig.measure(f"{k} at t_fit", at_fit[k])
+            sig.measure(f"{k} at end", end[k])
+            sig.measure(f"{k} fall (x)", falls[k])
+        sig.measure("nc4 at end", end["nc4"])
+        sig.measure("train accuracy at end", final_acc)
+
+        sig.claim(f"train accuracy reaches {FIT_ACCURACY}", ~np.isnan(t_fit),
+                  f"train accuracy never reached {FIT_ACCURACY}")
+        sig.claim(f"t_fit comes in the first {TPT_START_SHARE:g} of training",
+                  ~(t_fit > TPT_START_SHARE * last_step),
+                  f"train accuracy reached {FIT_ACCURACY} only at step {{0:.0f}}: too little terminal phase", t_fit)
+        sig.claim(f"train accuracy is still >= {FIT_ACCURACY} at the end", final_acc >= FIT_ACCURACY,
+                  "train accuracy fell to {0:.4f} during the terminal phase", final_acc)
+        for k, least in (("nc1", NC1_FALL), ("nc2", NC2_FALL), ("nc3", NC3_FALL)):
+            sig.claim(f"{k.upper()} falls >= {least:g}x from t_fit to the end", falls[k] >= least,
+                      f"{k.upper()} fell only {{0:.3g}}x ({{1:.3g}} -> {{2:.3g}}) < {least:g}x",
+                      falls[k], at_fit[k], end[k])
+        sig.claim(f"NC4 (agreement with nearest class center) is >= {NC4_FINAL:g} at the end",
+                  end["nc4"] >= NC4_FINAL,
+                  f"NC4 (agreement with nearest class center) is {{0:.4f}} < {NC4_FINAL:g} at the end", end["nc4"])
+        return sig.verdict()

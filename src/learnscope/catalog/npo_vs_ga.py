@@ -29,22 +29,24 @@ Collapse: retain accuracy at most halfway from chance (0.25) to the
 original's (ga-collapse's level); its step is the first probe at that level,
 and a method that never reaches it within the budget is censored there.
 
-Signature, per seed (measured = ranges across seeds of `learnscope run
-npo-vs-ga --seeds 24` ("full") and `--quick --seeds 24` ("quick"); the
-default seeds are among them; probed at 24 log-spaced steps, the figures
-of probes at every step in brackets where they differed):
+Signature, per seed:
 - at matched forget quality NPO's retain accuracy exceeds gradient
-  ascent's by >= UTILITY_GAIN (0.1) (measured gains 0.251-0.756 full,
-  0.223-0.750 quick [0.191-0.746, 0.181-0.746]: NPO 0.948-0.997 and
-  0.839-1.000 against gradient ascent's 0.240-0.742 and 0.241-0.763, at
-  forget accuracies L 0.062-0.273 and 0.062-0.281, gradient ascent's lowest
-  in every seed, NPO's lowest 0.000-0.055 full, 0.000-0.109 quick);
-- gradient ascent collapses within the budget (measured at probes 7-68
-  full, 8-55 quick [steps 7-62, 8-47]);
-- NPO does not collapse before COLLAPSE_DELAY (3) times gradient ascent's
-  collapse step (measured: no seed collapsed within the 300 steps, i.e. at
-  least 4.4x later full, 5.5x quick; retain accuracy at the end
-  0.929-0.989 full, 0.817-0.993 quick).
+  ascent's by >= UTILITY_GAIN;
+- gradient ascent collapses within the budget;
+- NPO does not collapse before COLLAPSE_DELAY times gradient ascent's
+  collapse step (a method that never collapses is censored at its budget).
+The thresholds, with the ranges measured across seeds when they were set
+(`learnscope run npo-vs-ga --seeds 24` and `--quick --seeds 24`, the
+default seeds among them, probed at 24 log-spaced steps), are data on the
+phenomenon (`learnscope list npo-vs-ga`). Beside them (24 seeds, full /
+quick; with a probe at every step in brackets where it differed): the gain
+comes from NPO's 0.948-0.997 / 0.839-1.000 retain accuracy at the match
+against gradient ascent's 0.240-0.858 / 0.241-0.866, at forget accuracies
+L 0.062-0.273 / 0.062-0.281, gradient ascent's lowest in every seed (NPO's
+lowest 0.000-0.055 / 0.000-0.109); gains with a probe at every step were
+0.191-0.746 / 0.181-0.746. Gradient ascent collapses at probed steps 7-68 /
+8-55 [7-62, 8-47]; no NPO seed collapsed within the 300 steps, its retain
+accuracy at the end 0.929-0.989 / 0.817-0.993.
 Beyond: over 3000 steps (8 seeds) NPO never collapsed (retain accuracy at
 the end 0.95-0.98 full, 0.92-0.98 quick) and its loss stayed finite, while
 gradient ascent's overflowed at steps 419-567 (catalog/ga_collapse.py).
@@ -63,7 +65,7 @@ from __future__ import annotations
 import numpy as np
 
 from learnscope import registry
-from learnscope.catalog.base import ArmData, Verdict
+from learnscope.catalog.base import Arm
 from learnscope.catalog.ga_collapse import collapse_level
 from learnscope.catalog.unlearning import (
     AUC,
@@ -75,14 +77,17 @@ from learnscope.catalog.unlearning import (
     canary_arms,
     canary_size,
     crossing,
-    first_at_or_below,
-    first_failure,
     updates,
 )
-from learnscope.spec import Experiment
+from learnscope.results import ArmData, Threshold, Verdict, first_step
 
-UTILITY_GAIN = 0.1
-COLLAPSE_DELAY = 3.0
+SEEDS_MEASURED = {"full": 24, "quick": 24}
+UTILITY_GAIN = Threshold(0.1, "UTILITY_GAIN", "least gain of NPO's retain accuracy over gradient ascent's at "
+                         "matched forget accuracy", "NPO gain at match", full=(0.133, 0.756), quick=(0.133, 0.750),
+                         seeds=SEEDS_MEASURED)
+# measured: no NPO seed collapsed, so the ratio is its budget (300) over gradient ascent's collapse step
+COLLAPSE_DELAY = Threshold(3.0, "COLLAPSE_DELAY", "least NPO's collapse step (censored at its budget) over "
+                           "gradient ascent's", None, full=(4.41, 42.9), quick=(5.45, 37.5), seeds=SEEDS_MEASURED)
 
 
 def matched_utility(steps: np.ndarray, forget: dict[str, np.ndarray], utility: dict[str, np.ndarray]
@@ -107,8 +112,9 @@ class NPOvsGA(UnlearningPhenomenon):
     headline = "accuracy/retain"
     comparison = CANARY_COMPARISON
     tradeoffs = (("accuracy/forget", "accuracy/retain"), (AUC, "accuracy/test"))
+    thresholds = (UTILITY_GAIN, COLLAPSE_DELAY)
 
-    def arms(self, quick: bool) -> dict[str, Experiment]:
+    def arms(self, quick: bool) -> list[Arm]:
         return canary_arms(canary_size(quick), [GA, NPO])
 
     def check(self, arms: dict[str, ArmData]) -> Verdict:
@@ -120,33 +126,31 @@ class NPOvsGA(UnlearningPhenomenon):
         level, at, where = matched_utility(steps, forget, retain)
         gain = at[NPO] - at[GA]
         collapse = collapse_level(original.final("accuracy/retain"))
-        t = {name: first_at_or_below(steps[name], retain[name], collapse) for name in methods}
+        t = {name: first_step(steps[name], retain[name], collapse, below=True) for name in methods}
         npo_budget = updates(arms[NPO])
         npo_later = np.where(np.isnan(t[NPO]), npo_budget, t[NPO])  # censored at the budget
-        failures = []
-        for s in range(len(level)):
-            ga_collapse, npo_collapse = t[GA][s], t[NPO][s]
-            failures.append(first_failure(
-                (gain[s] >= UTILITY_GAIN,
-                 (f"at matched forget accuracy {level[s]:.3f} NPO keeps retain accuracy {at[NPO][s]:.3f}, "
-                  f"gradient ascent {at[GA][s]:.3f}: a gain of {gain[s]:.3f} < {UTILITY_GAIN:g}")),
-                (np.isfinite(ga_collapse), f"gradient ascent did not collapse within its {updates(arms[GA])} steps"),
-                (npo_later[s] >= COLLAPSE_DELAY * ga_collapse,
-                 (f"NPO collapsed at step {npo_collapse:.0f}, before {COLLAPSE_DELAY:g} x gradient ascent's "
-                  f"{ga_collapse:.0f}") if np.isfinite(npo_collapse) else
-                 (f"NPO's budget of {npo_budget} steps is shorter than {COLLAPSE_DELAY:g} x gradient ascent's "
-                  f"collapse step {ga_collapse:.0f}")),
-            ))
-        return self.verdict(original.seeds, failures, {
-            "matched forget accuracy": level.tolist(),
-            "GA retain accuracy at match": at[GA].tolist(),
-            "NPO retain accuracy at match": at[NPO].tolist(),
-            "NPO gain at match": gain.tolist(),
-            "GA step at match": where[GA].tolist(),
-            "NPO step at match": where[NPO].tolist(),
-            "GA collapse step": t[GA].tolist(),
-            "NPO collapse step (nan: never)": t[NPO].tolist(),
-            "GA final retain accuracy": retain[GA][:, -1].tolist(),
-            "NPO final retain accuracy": retain[NPO][:, -1].tolist(),
-            "NPO lowest forget accuracy": np.nanmin(forget[NPO], axis=1).tolist(),
-        })
+        sig = self.signature(original.seeds)
+        sig.measure("matched forget accuracy", level)
+        sig.measure("GA retain accuracy at match", at[GA])
+        sig.measure("NPO retain accuracy at match", at[NPO])
+        sig.measure("NPO gain at match", gain)
+        sig.measure("GA step at match", where[GA])
+        sig.measure("NPO step at match", where[NPO])
+        sig.measure("GA collapse step", t[GA])
+        sig.measure("NPO collapse step (nan: never)", t[NPO])
+        sig.measure("GA final retain accuracy", retain[GA][:, -1])
+        sig.measure("NPO final retain accuracy", retain[NPO][:, -1])
+        sig.measure("NPO lowest forget accuracy", np.nanmin(forget[NPO], axis=1))
+        sig.claim(f"at matched forget accuracy NPO keeps at least {UTILITY_GAIN:g} more retain accuracy than "
+                  f"gradient ascent", gain >= UTILITY_GAIN,
+                  f"at matched forget accuracy {{0:.3f}} NPO keeps retain accuracy {{1:.3f}}, gradient ascent "
+                  f"{{2:.3f}}: a gain of {{3:.3f}} < {UTILITY_GAIN:g}", level, at[NPO], at[GA], gain)
+        sig.claim("gradient ascent collapses within its budget", np.isfinite(t[GA]),
+                  f"gradient ascent did not collapse within its {updates(arms[GA])} steps")
+        sig.claim(f"NPO does not collapse before {COLLAPSE_DELAY:g} x gradient ascent's collapse step",
+                  npo_later >= COLLAPSE_DELAY * t[GA],
+                  lambda s: (f"NPO collapsed at step {t[NPO][s]:.0f}, before {COLLAPSE_DELAY:g} x gradient ascent's "
+                             f"{t[GA][s]:.0f}") if np.isfinite(t[NPO][s]) else
+                            (f"NPO's budget of {npo_budget} steps is shorter than {COLLAPSE_DELAY:g} x gradient "
+                             f"ascent's collapse step {t[GA][s]:.0f}"))
+        return sig.verdict()

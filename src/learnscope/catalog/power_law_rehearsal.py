@@ -12,15 +12,14 @@ experience; each update adds 32 examples of one earlier experience, chosen
 with probability proportional to (updates since it was last seen + 1)^-1).
 
 Signature, per seed (forgetting = the mean largest drop of accuracy on an
-earlier experience). Measured = ranges across seeds of `learnscope run
-power-law-rehearsal --seeds 16` ("full") and `--quick --seeds 16`
-("quick"); the default seeds are among them:
+earlier experience). The thresholds, with the ranges measured across seeds
+of `learnscope run power-law-rehearsal --seeds 16` ("full") and `--quick
+--seeds 16` ("quick") when they were set (the default seeds are among
+them), are data on the phenomenon (`learnscope list power-law-rehearsal`):
 - power-law rehearsal forgets at most MAX_RATIO_TO_EWC (1.0) times what
   EWC forgets on the same seed: the source's "comparable or superior",
-  checked as "at most EWC's" because every seed measured was below
-  (ratio 0.37-0.81 full, 0.30-0.76 quick);
-- and at most MAX_RATIO_TO_NAIVE (0.6) times what naive training forgets
-  (measured 0.26-0.48 full, 0.20-0.45 quick).
+  checked as "at most EWC's" because every seed measured was below;
+- and at most MAX_RATIO_TO_NAIVE times what naive training forgets.
 Power-law rehearsal forgot 0.16-0.33 full, 0.09-0.21 quick; EWC 0.37-0.46
 full, 0.22-0.38 quick.
 
@@ -41,13 +40,25 @@ process's start included): full 14 s, --quick 5 s.
 from __future__ import annotations
 
 from learnscope import registry
-from learnscope.catalog.base import ArmData, Phenomenon, Verdict
-from learnscope.catalog.forgetting import arm_measures, first_failures, forgets_less, forgetting_size, strategy_arms
-from learnscope.spec import Experiment
+from learnscope.catalog.base import Arm, Phenomenon
+from learnscope.catalog.forgetting import (
+    STREAM_KEYS,
+    arm_measures,
+    forgets_less,
+    forgetting_against,
+    forgetting_size,
+    strategy_arms,
+)
+from learnscope.results import ArmData, Threshold, Verdict
 
-MAX_RATIO_TO_EWC = 1.0
-MAX_RATIO_TO_NAIVE = 0.6
 ARM = "power-law-rehearsal"
+MAX_RATIO_TO_EWC = Threshold(1.0, "MAX_RATIO_TO_EWC", "largest power-law rehearsal forgetting / EWC's, seed by seed",
+                             f"{ARM} / ewc forgetting", full=(0.37, 0.81), quick=(0.30, 0.76),
+                             seeds={"full": 16, "quick": 16})
+MAX_RATIO_TO_NAIVE = Threshold(0.6, "MAX_RATIO_TO_NAIVE",
+                               "largest power-law rehearsal forgetting / naive training's, seed by seed",
+                               f"{ARM} / naive forgetting", full=(0.26, 0.48), quick=(0.20, 0.45),
+                               seeds={"full": 16, "quick": 16})
 
 
 @registry.phenomena.register("power-law-rehearsal")
@@ -56,12 +67,17 @@ class PowerLawRehearsalPhenomenon(Phenomenon):
                "than EWC, seed by seed")
     source = "Catastrophic Interference is Mitigated in Naturalistic Power-Law Learning Environments"
     headline = "accuracy/test"
+    thresholds = (MAX_RATIO_TO_EWC, MAX_RATIO_TO_NAIVE)
+    moves_together = (STREAM_KEYS,)
 
-    def arms(self, quick: bool) -> dict[str, Experiment]:
+    def arms(self, quick: bool) -> list[Arm]:
         return strategy_arms(["naive", "ewc", ARM], forgetting_size(quick))
 
     def check(self, arms: dict[str, ArmData]) -> Verdict:
         measures = arm_measures(arms)
-        vs_ewc, ewc_measures = forgets_less(measures, ARM, "ewc", MAX_RATIO_TO_EWC)
-        vs_naive, naive_measures = forgets_less(measures, ARM, "naive", MAX_RATIO_TO_NAIVE)
-        return self.verdict(arms[ARM].seeds, first_failures(vs_ewc, vs_naive), {**naive_measures, **ewc_measures})
+        sig = self.signature(arms[ARM].seeds)
+        forgetting_against(sig, measures, ARM, "naive")
+        forgetting_against(sig, measures, ARM, "ewc")
+        forgets_less(sig, measures, ARM, "ewc", MAX_RATIO_TO_EWC)
+        forgets_less(sig, measures, ARM, "naive", MAX_RATIO_TO_NAIVE)
+        return sig.verdict()

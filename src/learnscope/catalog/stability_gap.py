@@ -41,18 +41,23 @@ The dip before - minimum says how far it fell; the recovery final -
 minimum how far below where it ends it went.
 
 Signature, per seed, at every one of the 4 switches: the dip is at least
-MIN_DIP (0.25) and the recovery at least MIN_RECOVERY (0.25): the
-accuracy falls, and the fall is not kept. Measured = ranges across seeds
-of `learnscope run stability-gap --seeds 16` ("full") and `--quick --seeds
-16` ("quick"); the default seeds are among them:
-- smallest dip over the switches 0.36-0.66 full, 0.51-0.68 quick (mean
-  over switches 0.58-0.76 full, 0.67-0.81 quick);
-- smallest recovery 0.35-0.63 full, 0.48-0.68 quick (mean 0.58-0.75
-  full, 0.65-0.79 quick);
+MIN_DIP and the recovery at least MIN_RECOVERY: the accuracy falls, and the
+fall is not kept. The thresholds, with the ranges of the smallest dip and
+the smallest recovery over the switches measured across seeds of
+`learnscope run stability-gap --seeds 16` ("full") and `--quick --seeds 16`
+("quick") when they were set (the default seeds are among them), are data
+on the phenomenon (`learnscope list stability-gap`). Measured in the same
+runs:
+- dip, mean over switches 0.58-0.76 full, 0.67-0.81 quick; recovery, mean
+  over switches 0.58-0.75 full, 0.65-0.79 quick;
 - old accuracy, mean over switches: 0.98-1.00 at the switch, 0.22-0.41 at
   its minimum, 0.96-0.99 at the end of the block (full; quick 0.17-0.32 at
   the minimum, 0.95-0.99 at the end); the minimum comes 10-15 updates
   after the switch (11-15 quick), well inside the window.
+
+The number of experiences, the test splits probed (one per experience)
+and the replay buffer (100 examples per experience) move together
+(`moves_together`).
 
 The report adds a figure of the old-experience accuracy over the window
 after each switch (mean over seeds, band from the lowest to the highest).
@@ -68,14 +73,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from learnscope import registry
-from learnscope.catalog.base import ArmData, Phenomenon, Verdict
-from learnscope.catalog.forgetting import StreamSize, strategy, stream_experiment
+from learnscope.catalog.base import Arm, Figure, Phenomenon
+from learnscope.catalog.forgetting import REPLAY_STREAM_KEYS, StreamSize, strategy, stream_experiment
 from learnscope.continual import Stream
+from learnscope.results import ArmData, Bands, Signature, Threshold, Verdict
 from learnscope.spec import Experiment
 from learnscope.tasks.base import Block
 
-MIN_DIP = 0.25
-MIN_RECOVERY = 0.25
+MIN_DIP = Threshold(0.25, "MIN_DIP", "least dip (before - minimum) of the old-experience accuracy at every switch",
+                    "smallest dip (before - minimum)", full=(0.36, 0.66), quick=(0.51, 0.68),
+                    seeds={"full": 16, "quick": 16})
+MIN_RECOVERY = Threshold(0.25, "MIN_RECOVERY", "least recovery (final - minimum) of the old-experience accuracy at "
+                         "every switch", "smallest recovery (final - minimum)", full=(0.35, 0.63), quick=(0.48, 0.68),
+                         seeds={"full": 16, "quick": 16})
 LR = 0.05
 MOMENTUM = 0.9
 SPLIT_DIGITS = {"name": "split-stream", "scenario": "class", "base": {"name": "digits"}}
@@ -123,24 +133,20 @@ def stability_gap(steps: np.ndarray, values: np.ndarray, start: int, stop: int, 
     return Gap(value_at(start), in_window.min(axis=1), steps[inside][first_lowest] - start, value_at(stop))
 
 
-def gap_failures(gaps: list[Gap], min_dip: float = MIN_DIP, min_recovery: float = MIN_RECOVERY) -> list[str]:
-    """Per seed, why the signature fails ('' where it holds): at every switch
-    the old-experience accuracy must fall at least `min_dip` below its value at
-    the switch and end at least `min_recovery` above its minimum."""
-    failures = []
-    for s in range(len(gaps[0].minimum) if gaps else 0):
-        why = ""
-        for k, gap in enumerate(gaps, 1):
-            where = (f"after switch {k}, old-experience accuracy went from {gap.before[s]:.3f} down to "
-                     f"{gap.minimum[s]:.3f} and ended at {gap.final[s]:.3f}")
-            if not gap.dip[s] >= min_dip:
-                why = f"{where}: a dip of {gap.dip[s]:.3f} < {min_dip:g}"
-            elif not gap.recovery[s] >= min_recovery:
-                why = f"{where}: a recovery of {gap.recovery[s]:.3f} < {min_recovery:g}"
-            if why:
-                break
-        failures.append(why)
-    return failures
+def claim_gaps(sig: Signature, gaps: list[Gap], min_dip: float = MIN_DIP, min_recovery: float = MIN_RECOVERY) -> None:
+    """Claim, per seed, that at every switch the old-experience accuracy falls
+    at least `min_dip` below its value at the switch and ends at least
+    `min_recovery` above its minimum (a seed failing is given the first
+    switch where it does not, the dip before the recovery)."""
+    for k, gap in enumerate(gaps, 1):
+        where = (f"after switch {k}, old-experience accuracy went from {{0:.3f}} down to {{1:.3f}} "
+                 f"and ended at {{2:.3f}}")
+        shown = (gap.before, gap.minimum, gap.final)
+        sig.claim(f"after switch {k}, old-experience accuracy dips at least {min_dip:g}", gap.dip >= min_dip,
+                  f"{where}: a dip of {{3:.3f}} < {min_dip:g}", *shown, gap.dip)
+        sig.claim(f"after switch {k}, old-experience accuracy recovers at least {min_recovery:g} from its minimum",
+                  gap.recovery >= min_recovery, f"{where}: a recovery of {{3:.3f}} < {min_recovery:g}",
+                  *shown, gap.recovery)
 
 
 def old_accuracy(arm: ArmData) -> list[tuple[Block, np.ndarray, np.ndarray]]:
@@ -148,7 +154,7 @@ def old_accuracy(arm: ArmData) -> list[tuple[Block, np.ndarray, np.ndarray]]:
     it begins, and the old-experience accuracy (the mean accuracy on the
     experiences met before, other than the one switched to) as (steps [T],
     values [S, T])."""
-    stream = Stream.of(arm.record.spec)
+    stream = Stream.of(arm.experiment.to_dict())
     curves = [arm.curve(f"accuracy/test/{j}") for j in range(stream.experiences)]
     steps = curves[0][0]
     found = []
@@ -162,7 +168,7 @@ def old_accuracy(arm: ArmData) -> list[tuple[Block, np.ndarray, np.ndarray]]:
 def switch_gaps(arm: ArmData) -> list[Gap]:
     """The gap of the old-experience accuracy at every switch of a stream arm,
     over the window of its `recipe.probe_after_switch` updates."""
-    window = arm.record.spec["recipe"]["probe_after_switch"]
+    window = arm.experiment.recipe.probe_after_switch
     return [stability_gap(steps, values, block.start, block.stop, window)
             for block, steps, values in old_accuracy(arm)]
 
@@ -180,48 +186,42 @@ class StabilityGap(Phenomenon):
                "a few updates, then recovers")
     source = "Efficient Continual Pre-training by Mitigating the Stability Gap"
     headline = "accuracy/test"
+    thresholds = (MIN_DIP, MIN_RECOVERY)
+    moves_together = (REPLAY_STREAM_KEYS,)
 
-    def arms(self, quick: bool) -> dict[str, Experiment]:
-        return {"replay": stability_gap_experiment(quick)}
+    def arms(self, quick: bool) -> list[Arm]:
+        return [Arm("replay", stability_gap_experiment(quick))]
 
     def check(self, arms: dict[str, ArmData]) -> Verdict:
         arm = arms["replay"]
+        sig = self.signature(arm.seeds)
         gaps = switch_gaps(arm)
         if not gaps:
-            return self.verdict(arm.seeds, ["the stream has no switch to an experience after another"] * len(arm.seeds),
-                                {})
+            return sig.fail_all("the stream has no switch to an experience after another")
         recovery = np.stack([g.recovery for g in gaps])  # [switches, S]
         dip = np.stack([g.dip for g in gaps])
 
-        def mean(field: str) -> list[float]:
-            return np.stack([getattr(g, field) for g in gaps]).mean(axis=0).tolist()
+        def mean(field: str) -> np.ndarray:
+            return np.stack([getattr(g, field) for g in gaps]).mean(axis=0)
 
-        return self.verdict(arm.seeds, gap_failures(gaps), {
-            "smallest dip (before - minimum)": dip.min(axis=0).tolist(),
-            "smallest recovery (final - minimum)": recovery.min(axis=0).tolist(),
-            "mean dip": dip.mean(axis=0).tolist(),
-            "mean recovery": recovery.mean(axis=0).tolist(),
-            "mean old accuracy before": mean("before"),
-            "mean old accuracy minimum": mean("minimum"),
-            "mean old accuracy final": mean("final"),
-            "latest minimum (updates after switch)": np.stack([g.at for g in gaps]).max(axis=0).astype(float).tolist(),
-        })
+        sig.measure("smallest dip (before - minimum)", dip.min(axis=0))
+        sig.measure("smallest recovery (final - minimum)", recovery.min(axis=0))
+        sig.measure("mean dip", dip.mean(axis=0))
+        sig.measure("mean recovery", recovery.mean(axis=0))
+        sig.measure("mean old accuracy before", mean("before"))
+        sig.measure("mean old accuracy minimum", mean("minimum"))
+        sig.measure("mean old accuracy final", mean("final"))
+        sig.measure("latest minimum (updates after switch)", np.stack([g.at for g in gaps]).max(axis=0))
+        claim_gaps(sig, gaps)
+        return sig.verdict()
 
-    def figures(self, arms: dict[str, ArmData]) -> list:
-        from learnscope.report.plots import band_plot, new_figure, plt
-
+    def figures(self, arms: dict[str, ArmData]) -> list[Figure]:
         arm = arms["replay"]
-        window = arm.record.spec["recipe"]["probe_after_switch"]
-        fig, ax = new_figure(7, 4.2)
-        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-        for i, (block, steps, values) in enumerate(old_accuracy(arm)):
+        window = arm.experiment.recipe.probe_after_switch
+        lines: list[tuple[str, np.ndarray, np.ndarray]] = []
+        for block, steps, values in old_accuracy(arm):
             shown = (steps >= block.start) & (steps <= block.start + window)
-            band_plot(ax, steps[shown] - block.start, values[:, shown], f"switch to experience {block.experience}",
-                      colors[i % len(colors)])
-        ax.set_xlabel("updates after the switch")
-        ax.set_ylabel("accuracy on the earlier experiences")
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        ax.set_title("the stability gap (mean over seeds, band: lowest to highest seed)", fontsize=10)
-        return [("stability gap: old-experience accuracy after each switch", fig)]
+            lines.append((f"switch to experience {block.experience}", steps[shown] - block.start, values[:, shown]))
+        return [Bands("stability gap: old-experience accuracy after each switch",
+                      "the stability gap (mean over seeds, band: lowest to highest seed)",
+                      "updates after the switch", "accuracy on the earlier experiences", lines, ylim=(0, 1.02))]

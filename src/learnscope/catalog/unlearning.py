@@ -1,7 +1,8 @@
 """What the machine-unlearning entries of the catalog share (family 5 of
 ../shared/catalog.md): how their arms are built, how their measures are
 read from the store, what they derive across arms (privacy leakage and cost
-against the retrain oracle) and their forget-quality-against-utility figure.
+against the retrain oracle) and their forget-quality-against-utility figure
+(as data, `Tradeoff`, which the report draws).
 
 Every unlearning entry has the arms of "MUSE: Machine Unlearning Six-Way
 Evaluation for Language Models":
@@ -10,7 +11,7 @@ Evaluation for Language Models":
   (`recipe.train_split: retain`; same seeds, data, initial weights and
   step budget), the retrained model every method is measured against;
 - one arm per unlearning method (learnscope.interventions.unlearn), started
-  from the original's last checkpoint (`init_from: "@original"`), trained
+  from the original's last checkpoint (`starts_from="original"`), trained
   on the forget set (`recipe.train_split: forget`) with its own optimizer
   and step budget, probed every few steps so that its path from the
   original towards (or past) the oracle can be read.
@@ -79,8 +80,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from learnscope.catalog.base import ArmData, Phenomenon
+from learnscope.catalog.base import Arm, Phenomenon
 from learnscope.probes.privacy import privacy_leakage
+from learnscope.results import ArmData, Tradeoff
 from learnscope.spec import Experiment
 
 ORIGINAL, ORACLE = "original", "oracle"
@@ -89,39 +91,32 @@ AUC = "membership_auc/forget"
 # ---------------------------------------------------------------- arms
 
 
-def original_and_oracle(base: Mapping) -> dict[str, Experiment]:
+def original_and_oracle(base: Experiment) -> list[Arm]:
     """The original (the experiment `base`, trained on `train`) and the
     retrain oracle (the same on `retain`)."""
-    base = dict(base)
-    recipe = dict(base.get("recipe", {}))
-    return {
-        ORIGINAL: Experiment.model_validate({**base, "recipe": {**recipe, "train_split": "train"}}),
-        ORACLE: Experiment.model_validate({**base, "recipe": {**recipe, "train_split": "retain"}}),
-    }
+    original = Arm(ORIGINAL, base.derive({"recipe.train_split": "train"}))
+    return [original, original.derive(ORACLE, {"recipe.train_split": "retain"})]
 
 
-def method_arm(base: Mapping, method: Mapping, recipe: Mapping, train_split: str = "forget",
-               source: str = ORIGINAL) -> Experiment:
-    """An unlearning arm: `base`'s task, model, probes and seeds; `method`
-    (an intervention spec) trained on `train_split` under `recipe`,
-    starting from the last checkpoint of the arm `source`."""
-    return Experiment.model_validate({
-        **dict(base), "recipe": {**dict(recipe), "train_split": train_split},
-        "interventions": [dict(method)], "init_from": f"@{source}",
-    })
+def method_arm(base: Arm, name: str, method: Mapping, recipe: Mapping, train_split: str = "forget",
+               starts_from: str | None = None) -> Arm:
+    """An unlearning arm `name`: `base`'s task, model, probes and seeds;
+    `method` (an intervention spec) trained on `train_split` under `recipe`
+    (which replaces `base`'s), starting from the last checkpoint of the arm
+    `starts_from` (`base` itself when not given)."""
+    return base.derive(name, {"recipe": {**dict(recipe), "train_split": train_split}, "interventions": [dict(method)]},
+                       starts_from=base.name if starts_from is None else starts_from)
 
 
-def unlearning_arms(base: Mapping, methods: Mapping[str, tuple[Mapping, Mapping]]) -> dict[str, Experiment]:
+def unlearning_arms(base: Experiment, methods: Mapping[str, tuple[Mapping, Mapping]]) -> list[Arm]:
     """original, oracle, then one arm per method: {arm: (method, recipe)}."""
     arms = original_and_oracle(base)
-    for name, (method, recipe) in methods.items():
-        arms[name] = method_arm(base, method, recipe)
-    return arms
+    return arms + [method_arm(arms[0], name, method, recipe) for name, (method, recipe) in methods.items()]
 
 
 def method_names(arms: Mapping[str, ArmData]) -> list[str]:
     """The arms that unlearn: those started from another arm."""
-    return [name for name, arm in arms.items() if arm.record.spec.get("init_from")]
+    return [name for name, arm in arms.items() if arm.experiment.init_from]
 
 
 # ---------------------------------------------------------------- the canary setting
@@ -160,8 +155,8 @@ def canary_size(quick: bool) -> CanarySize:
     return CANARY_QUICK if quick else CANARY_FULL
 
 
-def canary_base(size: CanarySize) -> dict:
-    return {
+def canary_base(size: CanarySize) -> Experiment:
+    return Experiment.model_validate({
         "task": {"name": "forget-set", "kind": "canaries", "count": size.count,
                  "base": {"name": "gaussian-mixture", "classes": CANARY_CLASSES, "dim": 16,
                           "samples": size.samples, "test_samples": size.test_samples}},
@@ -171,7 +166,7 @@ def canary_base(size: CanarySize) -> dict:
         "probes": [{"name": "accuracy", "splits": ["forget", "retain", "test"]},
                    {"name": "loss", "splits": ["forget", "retain", "test"]}, "membership_auc"],
         "seeds": size.seeds,
-    }
+    })
 
 
 def unlearn_recipe(steps: int, probe_every: int | None = None, log_points: int = 0) -> dict:
@@ -182,7 +177,7 @@ def unlearn_recipe(steps: int, probe_every: int | None = None, log_points: int =
 
 
 def canary_arms(size: CanarySize, methods: Sequence[str] = (), probe_every: int | None = None,
-                log_points: int = CANARY_LOG_PROBES) -> dict[str, Experiment]:
+                log_points: int = CANARY_LOG_PROBES) -> list[Arm]:
     """original, oracle and the named methods of CANARY_METHODS (full-batch
     SGD at UNLEARN_LR for `size.unlearn_steps` steps, probed as
     `unlearn_recipe` says)."""
@@ -219,13 +214,6 @@ def crossing(steps: np.ndarray, values: np.ndarray, level, other: np.ndarray | N
     return at_step, at_other
 
 
-def first_at_or_below(steps: np.ndarray, values: np.ndarray, level) -> np.ndarray:
-    """Per seed, the first probed step at which values <= level (nan if never), [S]."""
-    levels = np.broadcast_to(np.asarray(level, dtype=float), values.shape[:1])[:, None]
-    reached = values <= levels
-    return np.where(reached.any(axis=1), np.asarray(steps, dtype=float)[reached.argmax(axis=1)], np.nan)
-
-
 def privacy_leakages(arms: Mapping[str, ArmData], metric: str = AUC) -> dict[str, np.ndarray]:
     """MUSE's privacy leakage of every arm but the oracle, per seed: its final
     membership AUC against the oracle's of the same seed."""
@@ -237,7 +225,7 @@ def privacy_leakages(arms: Mapping[str, ArmData], metric: str = AUC) -> dict[str
 
 
 def updates(arm: ArmData) -> int:
-    return int(arm.record.spec["recipe"]["steps"])
+    return arm.experiment.recipe.steps
 
 
 def wall_time(arm: ArmData) -> float:
@@ -270,76 +258,6 @@ def unlearning_measures(arms: Mapping[str, ArmData]) -> dict[str, dict[str, np.n
     return measures
 
 
-def first_failure(*checks: tuple[bool, str]) -> str:
-    """The message of the first check that fails ('' if every one holds)."""
-    return next((why for ok, why in checks if not ok), "")
-
-
-# ---------------------------------------------------------------- the figure
-
-
-def tradeoff_figure(arms: Mapping[str, ArmData], x: str, y: str, title: str):
-    """Forget quality (x) against utility (y) along the unlearning steps: per
-    method the mean across seeds at each probe, with a band spanning the
-    lowest to the highest seed's utility there; the original and the oracle
-    as reference points (mean, bars from the lowest to the highest seed)."""
-    from learnscope.report.plots import new_figure, plt
-
-    fig, ax = new_figure(7, 4.8)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, name in enumerate(method_names(arms)):
-        arm = arms[name]
-        _, xs = arm.curve(x)
-        _, ys = arm.curve(y)
-        with np.errstate(all="ignore"):
-            mx, my = np.nanmean(xs, axis=0), np.nanmean(ys, axis=0)
-            low, high = np.nanmin(ys, axis=0), np.nanmax(ys, axis=0)
-        color = colors[i % len(colors)]
-        ax.plot(mx, my, color=color, linewidth=1.6, label=name)
-        ax.fill_between(mx, low, high, color=color, alpha=0.15, linewidth=0)
-        ax.plot(mx[-1:], my[-1:], marker="o", color=color, markersize=4)
-    for name, marker in ((ORIGINAL, "s"), (ORACLE, "*")):
-        if name not in arms:
-            continue
-        fx, fy = arms[name].final(x), arms[name].final(y)
-        mx, my = float(np.nanmean(fx)), float(np.nanmean(fy))
-        ax.errorbar([mx], [my], xerr=[[max(mx - np.nanmin(fx), 0.0)], [max(np.nanmax(fx) - mx, 0.0)]],
-                    yerr=[[max(my - np.nanmin(fy), 0.0)], [max(np.nanmax(fy) - my, 0.0)]], fmt=marker, color="black",
-                    markersize=9 if marker == "*" else 6, capsize=3, label=name, zorder=5)
-    ax.set_xlabel(f"{x} (forget quality: lower is more forgotten)")
-    ax.set_ylabel(f"{y} (utility)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    return fig
-
-
-def sweep_figure(panels: Mapping[str, Mapping[str, Sequence[np.ndarray | None]]], ticks: Sequence[str],
-                 xlabel: str, title: str):
-    """Final values across a sweep of arms (forget-set sizes, sequential
-    requests): one panel per measure, one line per method, at each tick the
-    mean across seeds with a band from the lowest to the highest seed (a
-    None leaves the tick out for that line)."""
-    from learnscope.report.plots import band_plot, new_figure, plt
-
-    fig, axes = new_figure(4.4 * len(panels), 4.2, cols=len(panels))
-    axes = np.atleast_1d(axes)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (measure, lines) in zip(axes, panels.items()):
-        for i, (label, values) in enumerate(lines.items()):
-            at = [x for x, v in enumerate(values) if v is not None]
-            stacked = np.stack([values[x] for x in at], axis=1)  # seeds × ticks
-            band_plot(ax, np.array(at), stacked, label, colors[i % len(colors)], marker="o")
-        ax.set_xticks(range(len(ticks)), ticks)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(measure)
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize=8, loc="best")
-    fig.suptitle(f"{title}\nline: mean of seeds; band: lowest to highest seed", fontsize=10)
-    return fig
-
-
 class UnlearningPhenomenon(Phenomenon):
     """An unlearning entry: derives privacy leakage and cost against the
     oracle, and draws forget quality against utility for each (x, y) pair
@@ -350,13 +268,17 @@ class UnlearningPhenomenon(Phenomenon):
     def derived(self, arms: dict[str, ArmData]) -> dict[str, dict[str, np.ndarray]]:
         return unlearning_measures(arms)
 
-    def figures(self, arms: dict[str, ArmData]) -> list:
-        if not method_names(arms):
+    def figures(self, arms: dict[str, ArmData]) -> list[Tradeoff]:
+        methods = method_names(arms)
+        if not methods:
             return []
         out = []
         for x, y in self.tradeoffs:
             caption = f"{self.registry_name}: {x} against {y} along the unlearning steps"
             title = (f"{x} vs {y} along the unlearning steps\nline: mean of seeds; band: lowest to highest seed; "
                      f"original, oracle: mean, bars min to max")
-            out.append((caption, tradeoff_figure(arms, x, y, title)))
+            out.append(Tradeoff(caption, title, x, y,
+                                lines={name: (arms[name].curve(x)[1], arms[name].curve(y)[1]) for name in methods},
+                                references={name: (arms[name].final(x), arms[name].final(y))
+                                            for name in (ORIGINAL, ORACLE) if name in arms}))
         return out

@@ -51,25 +51,23 @@ weights stay nearly equal): NPO's advantage over gradient ascent is shown
 under SGD in catalog/npo_vs_ga.py. MUSE's methods are run with Adam, as
 here.
 
-Signature, per seed (measured = ranges across `learnscope run
-unlearning-methods --seeds 16` ("full") and `--quick --seeds 8` ("quick");
-the default seeds are among them):
-- the original memorized the forget strings: verbatim >= MEMORIZED (0.95)
-  (measured 1.000 in every seed, both sizes);
-- the oracle keeps utility: its retain knowledge >= ORACLE_UTILITY (0.9)
-  (measured 0.964-1.000 full, 0.938-1.000 quick), while its forget verbatim
-  memorization is that of never-seen strings (0.035-0.104 against the
-  holdout's 0.007-0.097 full; 0.000-0.167 and 0.000-0.188 quick);
+Signature, per seed:
+- the original memorized the forget strings: verbatim >= MEMORIZED;
+- the oracle keeps utility: its retain knowledge >= ORACLE_UTILITY, while
+  its forget verbatim memorization is that of never-seen strings
+  (0.035-0.104 against the holdout's 0.007-0.097 full; 0.000-0.167 and
+  0.000-0.188 quick);
 - every method that trains on the forget set lowers forget verbatim
-  memorization to at most FORGOTTEN (0.5), half the original's (measured at
-  most 0.236 gradient ascent, 0.208 gradient difference, 0.181 ga-kl, 0.188
-  npo, 0.326 relabel full; at most 0.354, relabel's, quick);
+  memorization to at most FORGOTTEN, half the original's (the highest
+  measured is relabel's at both sizes);
 - fine-tuning on retain alone does not unlearn in its budget: its forget
-  verbatim memorization stays >= KEPT (0.9) (measured 1.000 in every seed,
-  both sizes);
+  verbatim memorization stays >= KEPT;
 - a retain term preserves utility: gradient difference ends with retain
-  knowledge at least RETAIN_TERM_GAIN (0.3) above gradient ascent's
-  (measured 0.432-0.943 full, 0.375-0.562 quick).
+  knowledge at least RETAIN_TERM_GAIN above gradient ascent's.
+The thresholds, with the ranges measured across seeds when they were set
+(`learnscope run unlearning-methods --seeds 16` and `--quick --seeds 8`;
+the default seeds are among them), are data on the phenomenon
+(`learnscope list unlearning-methods`).
 The values of the 8 default seeds at full size, per method, are the
 README's table ("Unlearning methods on a tiny language model").
 
@@ -83,16 +81,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
+
 from learnscope import registry
-from learnscope.catalog.base import ArmData, Verdict
+from learnscope.catalog.base import Arm
 from learnscope.catalog.unlearning import (
     AUC,
     ORACLE,
     ORIGINAL,
     UnlearningPhenomenon,
-    first_failure,
     unlearning_arms,
 )
+from learnscope.results import ArmData, Threshold, Verdict
 from learnscope.spec import Experiment
 
 METHODS = {
@@ -104,11 +104,22 @@ METHODS = {
     "relabel": {"name": "relabel"},
 }
 FORGET_SET_METHODS = [m for m in METHODS if m != "finetune"]
-MEMORIZED = 0.95
-ORACLE_UTILITY = 0.9
-FORGOTTEN = 0.5
-KEPT = 0.9
-RETAIN_TERM_GAIN = 0.3
+SEEDS_MEASURED = {"full": 16, "quick": 8}
+MEMORIZED = Threshold(0.95, "MEMORIZED", "the original's least forget verbatim memorization: it memorized the "
+                      "forget strings", "original forget verbatim", full=(1.0, 1.0), quick=(1.0, 1.0),
+                      seeds=SEEDS_MEASURED)
+ORACLE_UTILITY = Threshold(0.9, "ORACLE_UTILITY", "the oracle's least retain knowledge (utility)", "oracle utility",
+                           full=(0.964, 1.0), quick=(0.938, 1.0), seeds=SEEDS_MEASURED)
+# measured: the highest final forget verbatim memorization of any forget-set method (relabel's at both
+# sizes; full, the others at most 0.236 gradient ascent, 0.208 gradient difference, 0.181 ga-kl, 0.188 npo)
+FORGOTTEN = Threshold(0.5, "FORGOTTEN", "most final forget verbatim memorization of every method that trains on "
+                      "the forget set", None, full=(0.0, 0.326), quick=(0.0, 0.354), seeds=SEEDS_MEASURED)
+KEPT = Threshold(0.9, "KEPT", "least forget verbatim memorization after fine-tuning on retain alone",
+                 "finetune forget verbatim", full=(1.0, 1.0), quick=(1.0, 1.0), seeds=SEEDS_MEASURED)
+RETAIN_TERM_GAIN = Threshold(0.3, "RETAIN_TERM_GAIN", "least final retain knowledge of gradient difference above "
+                             "gradient ascent's", "utility: gradient-difference - gradient-ascent",
+                             full=(0.432, 0.943), quick=(0.375, 0.562), seeds=SEEDS_MEASURED)
+
 # A probe reads ~1100 strings at full size (a step 64): the original and the
 # oracle are probed at their start and end only, each method at PROBES_PER_METHOD
 # points of its budget, and verbatim retain memorization on `retain_probed`
@@ -148,8 +159,8 @@ QUICK = FactsSize(
 )
 
 
-def facts_base(size: FactsSize) -> dict:
-    return {
+def facts_base(size: FactsSize) -> Experiment:
+    return Experiment.model_validate({
         "task": {"name": "facts", **size.corpus},
         "model": {"name": "transformer", **size.model},
         "recipe": {"optimizer": "adamw", "lr": 3e-3, "steps": size.original_steps, "batch_size": size.original_batch,
@@ -159,10 +170,10 @@ def facts_base(size: FactsSize) -> dict:
                    {"name": "loss", "splits": ["forget", "holdout"]},
                    {"name": "loss", "splits": ["retain"], "max_examples": size.retain_probed}, "membership_auc"],
         "seeds": size.seeds,
-    }
+    })
 
 
-def facts_arms(size: FactsSize) -> dict[str, Experiment]:
+def facts_arms(size: FactsSize) -> list[Arm]:
     def recipe(method: str) -> dict:
         return {"optimizer": "adam", "lr": size.lr, "steps": size.budgets[method], "batch_size": size.batch,
                 "probe_every": max(size.budgets[method] // PROBES_PER_METHOD, 1), "probe_log_points": 0}
@@ -178,13 +189,14 @@ class UnlearningMethods(UnlearningPhenomenon):
               "From Catastrophic Collapse to Effective Unlearning")
     headline = VERBATIM
     tradeoffs = ((VERBATIM, UTILITY), (KNOWLEDGE, UTILITY), (AUC, UTILITY))
+    thresholds = (MEMORIZED, ORACLE_UTILITY, FORGOTTEN, KEPT, RETAIN_TERM_GAIN)
     comparison: ClassVar[dict[str, str]] = {
         VERBATIM: "forget verbatim", KNOWLEDGE: "forget knowledge", RETAIN_VERBATIM: "retain verbatim",
         UTILITY: "utility (retain knowledge)", AUC: "membership AUC", "privacy_leakage": "privacy leakage",
         "cost/updates": "updates / oracle's", "cost/wall_time": "wall time / oracle's",
     }
 
-    def arms(self, quick: bool) -> dict[str, Experiment]:
+    def arms(self, quick: bool) -> list[Arm]:
         return facts_arms(QUICK if quick else FULL)
 
     def check(self, arms: dict[str, ArmData]) -> Verdict:
@@ -194,26 +206,29 @@ class UnlearningMethods(UnlearningPhenomenon):
         forgotten = {m: arms[m].final(VERBATIM) for m in FORGET_SET_METHODS}
         kept = arms["finetune"].final(VERBATIM)
         gain = arms["gradient-difference"].final(UTILITY) - arms["gradient-ascent"].final(UTILITY)
-        failures = []
-        for s in range(len(memorized)):
-            worst = max(FORGET_SET_METHODS, key=lambda m: forgotten[m][s])
-            failures.append(first_failure(
-                (memorized[s] >= MEMORIZED, f"the original reproduces only {memorized[s]:.3f} of the forget strings"),
-                (oracle_utility[s] >= ORACLE_UTILITY,
-                 f"the oracle's retain knowledge is {oracle_utility[s]:.3f} < {ORACLE_UTILITY:g}"),
-                (forgotten[worst][s] <= FORGOTTEN,
-                 f"{worst} ends with forget verbatim memorization {forgotten[worst][s]:.3f} > {FORGOTTEN:g}"),
-                (kept[s] >= KEPT, f"fine-tuning on retain brought forget verbatim memorization to {kept[s]:.3f}"),
-                (gain[s] >= RETAIN_TERM_GAIN, (f"gradient difference keeps only {gain[s]:.3f} more retain "
-                                               f"knowledge than gradient ascent (< {RETAIN_TERM_GAIN:g})")),
-            ))
-        measures = {
-            "original forget verbatim": memorized.tolist(),
-            "oracle forget verbatim": oracle_verbatim.tolist(),
-            "oracle holdout verbatim": oracle.final("exact_match/holdout").tolist(),
-            "oracle utility": oracle_utility.tolist(),
-            **{f"{m} forget verbatim": v.tolist() for m, v in forgotten.items()},
-            "finetune forget verbatim": kept.tolist(),
-            "utility: gradient-difference - gradient-ascent": gain.tolist(),
-        }
-        return self.verdict(original.seeds, failures, measures)
+        worst = [max(FORGET_SET_METHODS, key=lambda m: forgotten[m][s]) for s in range(len(memorized))]
+        worst_forgotten = np.array([forgotten[m][s] for s, m in enumerate(worst)], dtype=float)
+        sig = self.signature(original.seeds)
+        sig.measure("original forget verbatim", memorized)
+        sig.measure("oracle forget verbatim", oracle_verbatim)
+        sig.measure("oracle holdout verbatim", oracle.final("exact_match/holdout"))
+        sig.measure("oracle utility", oracle_utility)
+        for m, values in forgotten.items():
+            sig.measure(f"{m} forget verbatim", values)
+        sig.measure("finetune forget verbatim", kept)
+        sig.measure("utility: gradient-difference - gradient-ascent", gain)
+        sig.claim(f"the original reproduces at least {MEMORIZED:g} of the forget strings", memorized >= MEMORIZED,
+                  "the original reproduces only {0:.3f} of the forget strings", memorized)
+        sig.claim(f"the oracle's retain knowledge is at least {ORACLE_UTILITY:g}", oracle_utility >= ORACLE_UTILITY,
+                  f"the oracle's retain knowledge is {{0:.3f}} < {ORACLE_UTILITY:g}", oracle_utility)
+        sig.claim(f"every method that trains on the forget set ends with forget verbatim memorization at most "
+                  f"{FORGOTTEN:g}", worst_forgotten <= FORGOTTEN,
+                  lambda s: f"{worst[s]} ends with forget verbatim memorization {worst_forgotten[s]:.3f} > "
+                            f"{FORGOTTEN:g}")
+        sig.claim(f"fine-tuning on retain keeps forget verbatim memorization at least {KEPT:g}", kept >= KEPT,
+                  "fine-tuning on retain brought forget verbatim memorization to {0:.3f}", kept)
+        sig.claim(f"gradient difference keeps at least {RETAIN_TERM_GAIN:g} more retain knowledge than gradient "
+                  f"ascent", gain >= RETAIN_TERM_GAIN,
+                  f"gradient difference keeps only {{0:.3f}} more retain knowledge than gradient ascent "
+                  f"(< {RETAIN_TERM_GAIN:g})", gain)
+        return sig.verdict()

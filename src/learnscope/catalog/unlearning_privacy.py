@@ -14,17 +14,17 @@ is that of two exchangeable samples: 0.5 up to sampling noise (standard
 deviation sqrt((m + n + 1) / (12 m n)): 0.051 at 64 + 64 examples, 0.036 at
 128 + 128).
 
-Signature, per seed (measured = ranges across seeds of `learnscope run
-unlearning-privacy --seeds 24` ("full") and `--quick --seeds 24`
-("quick"); the default seeds are among them):
-- the original memorized the canaries: forget accuracy >= MEMORIZED (0.9)
-  (measured 0.945-1.000 full, 0.984-1.000 quick; the oracle's 0.000-0.047
-  and 0.000-0.078);
-- the attack sees them: the original's membership AUC >= ORIGINAL_AUC (0.9)
-  (measured 0.963-0.995 full, 0.959-0.995 quick);
-- it does not on the oracle: |AUC - 0.5| <= ORACLE_BAND (0.15), about 3
-  noise standard deviations at --quick, 4 at full (measured 0.420-0.566
-  full, 0.412-0.575 quick: at most 0.088 from 0.5).
+Signature, per seed:
+- the original memorized the canaries: forget accuracy >= MEMORIZED (the
+  oracle's, never trained on them, 0.000-0.047 full, 0.000-0.078 quick
+  over 24 seeds);
+- the attack sees them: the original's membership AUC >= ORIGINAL_AUC;
+- it does not on the oracle: |AUC - 0.5| <= ORACLE_BAND, about 3 noise
+  standard deviations at --quick, 4 at full.
+The thresholds, with the ranges measured across seeds when they were set
+(`learnscope run unlearning-privacy --seeds 24` and `--quick --seeds 24`;
+the default seeds are among them), are data on the phenomenon (`learnscope
+list unlearning-privacy`).
 The original's privacy leakage against the oracle (derived, in the summary)
 is what an unlearning method that did nothing would leak: measured +0.73 to
 +1.30 per seed at full size (mean +1.00, 95% CI [0.96, 1.05]), +0.71 to
@@ -36,8 +36,10 @@ process's start included): full 6 s, --quick 3 s.
 
 from __future__ import annotations
 
+import numpy as np
+
 from learnscope import registry
-from learnscope.catalog.base import ArmData, Verdict
+from learnscope.catalog.base import Arm
 from learnscope.catalog.unlearning import (
     AUC,
     CANARY_COMPARISON,
@@ -46,14 +48,17 @@ from learnscope.catalog.unlearning import (
     UnlearningPhenomenon,
     canary_arms,
     canary_size,
-    first_failure,
     privacy_leakages,
 )
-from learnscope.spec import Experiment
+from learnscope.results import ArmData, Threshold, Verdict
 
-MEMORIZED = 0.9
-ORIGINAL_AUC = 0.9
-ORACLE_BAND = 0.15
+SEEDS_MEASURED = {"full": 24, "quick": 24}
+MEMORIZED = Threshold(0.9, "MEMORIZED", "the original's least forget accuracy: it memorized the canaries",
+                      "original forget accuracy", full=(0.945, 1.0), quick=(0.984, 1.0), seeds=SEEDS_MEASURED)
+ORIGINAL_AUC = Threshold(0.9, "ORIGINAL_AUC", "the original's least membership AUC: the attack sees the canaries",
+                         "original membership AUC", full=(0.963, 0.995), quick=(0.959, 0.995), seeds=SEEDS_MEASURED)
+ORACLE_BAND = Threshold(0.15, "ORACLE_BAND", "the oracle's membership AUC stays within this of 0.5 (chance)",
+                        "oracle membership AUC", full=(0.420, 0.566), quick=(0.412, 0.575), seeds=SEEDS_MEASURED)
 
 
 @registry.phenomena.register("unlearning-privacy")
@@ -63,27 +68,24 @@ class UnlearningPrivacy(UnlearningPhenomenon):
     source = "MUSE: Machine Unlearning Six-Way Evaluation for Language Models"
     headline = AUC
     comparison = CANARY_COMPARISON
+    thresholds = (MEMORIZED, ORIGINAL_AUC, ORACLE_BAND)
 
-    def arms(self, quick: bool) -> dict[str, Experiment]:
+    def arms(self, quick: bool) -> list[Arm]:
         return canary_arms(canary_size(quick))
 
     def check(self, arms: dict[str, ArmData]) -> Verdict:
         original, oracle = arms[ORIGINAL], arms[ORACLE]
-        memorized = original.final("accuracy/forget")
-        auc_original, auc_oracle = original.final(AUC), oracle.final(AUC)
-        failures = [
-            first_failure(
-                (m >= MEMORIZED, f"the original fits only {m:.3f} of the canaries (< {MEMORIZED:g})"),
-                (a >= ORIGINAL_AUC, f"the original's membership AUC is {a:.3f} < {ORIGINAL_AUC:g}"),
-                (abs(b - 0.5) <= ORACLE_BAND,
-                 f"the oracle's membership AUC is {b:.3f}, more than {ORACLE_BAND:g} from 0.5"),
-            )
-            for m, a, b in zip(memorized, auc_original, auc_oracle)
-        ]
-        return self.verdict(original.seeds, failures, {
-            "original forget accuracy": memorized.tolist(),
-            "oracle forget accuracy": oracle.final("accuracy/forget").tolist(),
-            "original membership AUC": auc_original.tolist(),
-            "oracle membership AUC": auc_oracle.tolist(),
-            "original privacy leakage": privacy_leakages(arms)[ORIGINAL].tolist(),
-        })
+        sig = self.signature(original.seeds)
+        memorized = sig.measure("original forget accuracy", original.final("accuracy/forget"))
+        sig.measure("oracle forget accuracy", oracle.final("accuracy/forget"))
+        auc_original = sig.measure("original membership AUC", original.final(AUC))
+        auc_oracle = sig.measure("oracle membership AUC", oracle.final(AUC))
+        sig.measure("original privacy leakage", privacy_leakages(arms)[ORIGINAL])
+        sig.claim(f"the original fits at least {MEMORIZED:g} of the canaries", memorized >= MEMORIZED,
+                  f"the original fits only {{0:.3f}} of the canaries (< {MEMORIZED:g})", memorized)
+        sig.claim(f"the original's membership AUC is at least {ORIGINAL_AUC:g}", auc_original >= ORIGINAL_AUC,
+                  f"the original's membership AUC is {{0:.3f}} < {ORIGINAL_AUC:g}", auc_original)
+        sig.claim(f"the oracle's membership AUC is within {ORACLE_BAND:g} of 0.5",
+                  np.abs(auc_oracle - 0.5) <= ORACLE_BAND,
+                  f"the oracle's membership AUC is {{0:.3f}}, more than {ORACLE_BAND:g} from 0.5", auc_oracle)
+        return sig.verdict()

@@ -57,10 +57,10 @@ from torch.func import functional_call
 
 from learnscope import registry
 from learnscope.errors import SpecError
+from learnscope.losses import IGNORE, example_losses
 from learnscope.seeding import generator
 from learnscope.tasks.base import TaskInfo
 from learnscope.train.hooks import Intervention, InterventionState
-from learnscope.losses import IGNORE, example_losses
 
 
 def scored_positions(targets: torch.Tensor) -> torch.Tensor:

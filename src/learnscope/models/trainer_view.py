@@ -16,8 +16,11 @@ from learnscope.tasks.base import Block, TaskInfo
 class DataView(Protocol):
     """The ensemble's data: per split, inputs and targets stacked on a seed axis."""
 
-    info: TaskInfo
-    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    @property
+    def info(self) -> TaskInfo: ...
+
+    @property
+    def splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]: ...
 
     def size(self, split: str) -> int: ...
 
@@ -25,7 +28,8 @@ class DataView(Protocol):
 
 
 class SamplerView(Protocol):
-    """The batch order: which block a step is in, which examples it may draw."""
+    """The batch order: which block a step is in, which examples it may draw.
+    `pool_mode` is settable: an intervention may widen the pool (joint training)."""
 
     pool_mode: Literal["current", "seen", "all"]
 
@@ -33,19 +37,47 @@ class SamplerView(Protocol):
 
 
 class TrainerView(Protocol):
-    experiment: Experiment
-    recipe: Recipe
-    seeds: list[int]
-    info: TaskInfo
-    data: DataView
-    sampler: SamplerView
-    model: EnsembleModel
-    params: list[torch.nn.Parameter]
-    initial_params: list[torch.Tensor]
-    blocks: list[Block] | None
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    step: int
+    """Read-only properties: a probe or intervention reads these (and may change
+    the tensors in place where its hooks say so), but never rebinds them."""
+
+    @property
+    def experiment(self) -> Experiment: ...
+
+    @property
+    def recipe(self) -> Recipe: ...
+
+    @property
+    def seeds(self) -> list[int]: ...
+
+    @property
+    def info(self) -> TaskInfo: ...
+
+    @property
+    def data(self) -> DataView: ...
+
+    @property
+    def sampler(self) -> SamplerView: ...
+
+    @property
+    def model(self) -> EnsembleModel: ...
+
+    @property
+    def params(self) -> list[torch.nn.Parameter]: ...
+
+    @property
+    def initial_params(self) -> list[torch.Tensor]: ...
+
+    @property
+    def blocks(self) -> list[Block] | None: ...
+
+    @property
+    def train_x(self) -> torch.Tensor: ...
+
+    @property
+    def train_y(self) -> torch.Tensor: ...
+
+    @property
+    def step(self) -> int: ...
 
     @property
     def members(self) -> int: ...

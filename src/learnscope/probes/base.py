@@ -15,10 +15,9 @@ import torch
 
 from learnscope.errors import SpecError, one_of
 from learnscope.models.base import Capture, EnsembleModel
+from learnscope.models.trainer_view import TrainerView
 from learnscope.spec import ProbeSpec
 from learnscope.tasks.base import TaskInfo
-from learnscope.models.trainer_view import TrainerView
-
 
 # Examples per forward chunk at probe time: bounds memory, not results.
 CHUNK = 4096

@@ -6,9 +6,9 @@ import torch
 
 from learnscope import registry
 from learnscope.errors import SpecError
+from learnscope.losses import example_accuracy
 from learnscope.probes.base import ProbeContext
 from learnscope.probes.performance import _PerSplit
-from learnscope.losses import example_accuracy
 
 
 @registry.probes.register("exact_match")

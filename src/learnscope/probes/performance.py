@@ -6,9 +6,9 @@ import torch
 from pydantic import Field
 
 from learnscope import registry
+from learnscope.losses import example_accuracy
 from learnscope.probes.base import Needs, Probe, ProbeContext, check_splits, needs_classification
 from learnscope.tasks.base import TaskInfo
-from learnscope.losses import example_accuracy
 
 
 class _PerSplit(Probe):

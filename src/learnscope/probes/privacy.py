@@ -26,8 +26,8 @@ import torch
 from pydantic import Field
 
 from learnscope import registry
-from learnscope.probes.base import ALL, Needs, Probe, ProbeContext, check_splits
 from learnscope.losses import example_losses
+from learnscope.probes.base import ALL, Needs, Probe, ProbeContext, check_splits
 
 
 def membership_auc(member_scores: torch.Tensor, nonmember_scores: torch.Tensor) -> torch.Tensor:

@@ -56,7 +56,9 @@ def write_report(store: Store, run_ids: Sequence[str], out: str | Path | None = 
             f" · learnscope {html.escape(record.version)} on {html.escape(record.host)}</p>"
         )
         verdict = run.verdict
-        sections.append(verdict_block(record.name, verdict))
+        known = record.kind == "phenomenon" and record.name in registry.phenomena
+        thresholds = registry.phenomena.get(record.name).thresholds if known else ()
+        sections.append(verdict_block(record.name, verdict, thresholds))
         summary = run.summary()
         sections.extend(arm_table(table) for table in run.tables(summary))
         if record.kind == "phenomenon" and record.name in registry.phenomena:

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 import pandas as pd
 
 
-
 def fmt(value: float) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
@@ -48,19 +47,28 @@ def arm_table(table) -> str:
     return f"<h3>{html.escape(table.title.capitalize())}</h3><table>{head}{''.join(rows)}</table>"
 
 
-def verdict_block(name: str, verdict) -> str:
+def verdict_block(name: str, verdict, thresholds: Sequence = ()) -> str:
+    """The verdict line, what was claimed (and in which seeds it held), the
+    thresholds with the ranges measured when they were set, and the measures."""
     if verdict is None:
         return ""
     cls = "pass" if verdict.ok else "fail"
+    seeds = "".join(f"<th>seed {s}</th>" for s in verdict.seeds)
+    held = "".join(f"<td>{'yes' if p else 'no'}</td>" for p in verdict.passed)
+    claims = "".join(
+        f"<tr><td>{html.escape(c['statement'])}</td>" + "".join(f"<td>{'yes' if h else 'no'}</td>" for h in c["holds"])
+        + "</tr>" for c in verdict.claims
+    )
     measures = "".join(
         f"<tr><td>{html.escape(k)}</td>" + "".join(f"<td>{fmt(v)}</td>" for v in values) + "</tr>"
         for k, values in verdict.measures.items()
     )
-    seeds = "".join(f"<th>seed {s}</th>" for s in verdict.seeds)
-    held = "".join(f"<td>{'yes' if p else 'no'}</td>" for p in verdict.passed)
+    limits = "".join(f"<li>{html.escape(t.describe())}</li>" for t in thresholds)
     return (
         f"<p class={cls}>{html.escape(verdict.line(name))}</p>"
-        f"<table><tr><th>measure</th>{seeds}</tr><tr><td>signature holds</td>{held}</tr>{measures}</table>"
+        + (f"<p>thresholds:</p><ul>{limits}</ul>" if limits else "")
+        + f"<table><tr><th>claim</th>{seeds}</tr><tr><td>signature holds</td>{held}</tr>{claims}</table>"
+        f"<table><tr><th>measure</th>{seeds}</tr>{measures}</table>"
     )
 
 

@@ -35,6 +35,7 @@ import pandas as pd
 
 from learnscope import faults
 from learnscope.errors import LearnscopeError, NotFoundError, did_you_mean
+from learnscope.version import __version__
 
 DEFAULT_DIR = "learnscope-runs"
 ENV_VAR = "LEARNSCOPE_STORE"
@@ -256,8 +257,6 @@ class Store:
         parent: str | None = None,
         arm: str | None = None,
     ) -> None:
-        from learnscope import __version__
-
         if self.conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
             raise LearnscopeError(f"run id '{run_id}' is already in the store at {self.dir}; choose another --run-id")
         row = (run_id, name, kind, parent, arm, json.dumps(spec), json.dumps(list(seeds)), "running", None,

@@ -56,9 +56,9 @@ import torch
 from pydantic import Field
 
 from learnscope import registry
+from learnscope.losses import IGNORE
 from learnscope.seeding import generator
 from learnscope.tasks.base import Dataset, Task, TaskInfo
-from learnscope.losses import IGNORE
 
 PAD, BOS, END = "<pad>", "<bos>", "."
 ENTITY, VALUE = "{e}", "{v}"

@@ -92,6 +92,7 @@ class BatchSampler:
         return bisect.bisect_right(self._starts, step) - 1 if self.blocks else None
 
     def _range(self, block: int) -> tuple[int, int]:
+        assert self.blocks is not None and self.ranges is not None  # only a stream has blocks, and its ranges
         if self.pool_mode == "seen":
             return 0, self.ranges[max(b.experience for b in self.blocks[: block + 1])][1]
         return self.ranges[self.blocks[block].experience]
@@ -105,11 +106,12 @@ class BatchSampler:
         if self.batch_size is None or self.batch_size >= size:
             return slice(low, high)
         per_epoch = size // self.batch_size
-        epoch, position = divmod(step - (0 if block is None else self.blocks[block].start), per_epoch)
+        epoch, position = divmod(step - (0 if block is None else self._starts[block]), per_epoch)
         key = ("batch", epoch) if block is None else ("batch", block, epoch)
         if key != self._key:
             self._perms = torch.stack([torch.randperm(size, generator=generator(seed, *key)) for seed in self.seeds])
             self._key = key
+        assert self._perms is not None  # drawn with the first key
         start = position * self.batch_size
         return self._perms[:, start : start + self.batch_size] + low
 

@@ -9,14 +9,12 @@ once and must treat them independently.
 
 from __future__ import annotations
 
-
 import torch
 
 from learnscope.errors import SpecError
+from learnscope.models.trainer_view import TrainerView
 from learnscope.spec import InterventionSpec
 from learnscope.tasks.base import Block
-from learnscope.models.trainer_view import TrainerView
-
 
 
 class Intervention(InterventionSpec):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -67,7 +68,11 @@ def activation_bytes_per_example(
     small, large = min(2, n), min(6, n)
     if large == small:
         return 0.0
-    sizes = [saved_bytes(lambda k=k: loss(x[:, :k], y[:, :k])) for k in (small, large)]
+
+    def forward(k: int) -> object:
+        return loss(x[:, :k], y[:, :k])
+
+    sizes = [saved_bytes(partial(forward, k)) for k in (small, large)]
     return max(sizes[1] - sizes[0], 0) / (members * (large - small))
 
 

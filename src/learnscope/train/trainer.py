@@ -16,24 +16,49 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch.func import functional_call
 
 from learnscope import faults
 from learnscope.errors import SpecError, one_of
-from learnscope.probes.base import Needs, ProbeContext
+from learnscope.losses import example_losses
+from learnscope.models.base import Model
+from learnscope.probes.base import Needs, Probe, ProbeContext
 from learnscope.seeding import generator
 from learnscope.spec import Experiment
+from learnscope.tasks.base import Task
 from learnscope.train.allocator import keep_freed_memory
 from learnscope.train.data import BatchSampler, EnsembleData, gather
-from learnscope.losses import example_losses
+from learnscope.train.hooks import Intervention
 from learnscope.train.optim import make_optimizer, set_lr
 from learnscope.train.passes import PassPlan, activation_bytes_per_example, plan_passes
 
 ProbeCallback = Callable[[int, dict[str, torch.Tensor]], None]
 StepCallback = Callable[[int], None]
 DivergeCallback = Callable[[int, int], None]  # (seed, step)
+
+
+# An Experiment types its components by their spec bases (TaskSpec, ...): spec.py lies below
+# the layers that say what a component does. Every registered component is one of its kind
+# (a Task, a Model, a Probe, an Intervention); these say so to the type checker.
+
+
+def task_of(experiment: Experiment) -> Task:
+    return cast(Task, experiment.task)
+
+
+def model_of(experiment: Experiment) -> Model:
+    return cast(Model, experiment.model)
+
+
+def probes_of(experiment: Experiment) -> list[Probe]:
+    return cast("list[Probe]", experiment.probes)
+
+
+def interventions_of(experiment: Experiment) -> list[Intervention]:
+    return cast("list[Intervention]", experiment.interventions)
 
 
 class Trainer:
@@ -43,22 +68,22 @@ class Trainer:
         self.recipe = experiment.recipe
         self.seeds = experiment.seed_list
         self.device = torch.device(device)
-        self.data = EnsembleData(experiment.task, self.seeds, self.device)
+        self.data = EnsembleData(task_of(experiment), self.seeds, self.device)
         self.info = self.data.info
-        self.model = experiment.model.build(self.info, self.seeds).to(self.device)
+        self.model = model_of(experiment).build(self.info, self.seeds).to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.initial_params = [p.detach().clone() for p in self.params]
         self.probe_needs = self._check_probes()
 
         self.train_x, self.train_y = self._train_split()
-        self.blocks = experiment.task.blocks(self.recipe.steps)
+        self.blocks = task_of(experiment).blocks(self.recipe.steps)
         ranges = self.data.experience_ranges() if self.blocks else None
         self.sampler = BatchSampler(self.seeds, self.train_y.shape[1], self.recipe.batch_size, self.blocks, ranges)
         self._check_batch_size(ranges)
         self._extra_probes = self._stream_probe_steps()
         self._param_names = [name for name, p in self.model.named_parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.recipe, self.params)
-        self.interventions = [iv.build(self) for iv in experiment.interventions]
+        self.interventions = [iv.build(self) for iv in interventions_of(experiment)]
         self.plan = self._plan_passes()  # after the interventions: they may change the pool (joint training)
         self.step = 0  # updates done so far
         self.last_loss = torch.full((len(self.seeds),), float("nan"), device=self.device)
@@ -73,7 +98,7 @@ class Trainer:
     def _check_probes(self) -> Needs:
         needs = Needs()
         seen: dict[str, int] = {}
-        for i, probe in enumerate(self.experiment.probes):
+        for i, probe in enumerate(probes_of(self.experiment)):
             path = f"probes[{i}]"
             probe.check(self.info, self.model, path)
             for name in probe.metric_names(self.info):
@@ -137,7 +162,11 @@ class Trainer:
         return self.recipe.probe_count() + sum(not self.recipe.is_probe_step(s) for s in self._extra_probes)
 
     def _plan_passes(self) -> PassPlan:
-        batch = self.sampler.largest_pool() if self.sampler.full_batch else self.sampler.batch_size
+        if self.sampler.full_batch:
+            batch = self.sampler.largest_pool()
+        else:
+            assert self.sampler.batch_size is not None  # None is the full batch
+            batch = self.sampler.batch_size
         batch += sum(state.extra_examples for state in self.interventions)
         per_example = activation_bytes_per_example(self.loss_per_seed_of, self.train_x, self.train_y)
         whole = any(state.whole_batches for state in self.interventions)
@@ -153,7 +182,8 @@ class Trainer:
         return example_losses(self.info, outputs, targets).mean(1)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.sampler.take(self.step, self.train_x, self.train_y)
+        x, y = self.sampler.take(self.step, self.train_x, self.train_y)
+        return x, y
 
     def sample(self, split: str, size: int, stream: str) -> tuple[torch.Tensor, torch.Tensor]:
         """`size` examples per seed of `split` (all of them if it has fewer), uniformly
@@ -163,11 +193,13 @@ class Trainer:
         x, y = self.data.splits[split]
         n = y.shape[1]
         idx = torch.stack([torch.randperm(n, generator=generator(seed, stream, self.step))[:size] for seed in self.seeds])
-        return gather(idx, x, y)
+        x, y = gather(idx, x, y)
+        return x, y
 
     def train_step(self) -> None:
         if self.blocks:
             index = self.sampler.block_index(self.step)
+            assert index is not None  # a stream's every step lies in a block
             if self.blocks[index].start == self.step:
                 for state in self.interventions:
                     state.on_block(self, self.blocks[index], self.blocks[index - 1] if index else None)
@@ -222,11 +254,14 @@ class Trainer:
             (loss.sum() * share if share != 1 else loss.sum()).backward()
             if leaves is not None:
                 for p, leaf in zip(self.params, leaves.values()):
-                    p.grad[members] += leaf.grad
+                    grad = p.grad
+                    assert grad is not None and leaf.grad is not None  # zeroed above; every parameter is in the loss
+                    grad[members] += leaf.grad
             if task_loss is None:  # one pass (most runs): no accumulation
                 task_loss = task.detach()
             else:
                 task_loss[members] += task.detach() * share
+        assert task_loss is not None  # set by the one pass, or zeros before several
         return task_loss
 
     def gradients(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
@@ -320,7 +355,7 @@ class Trainer:
         """Every probe's metrics at the current step, each of shape [S]."""
         ctx = ProbeContext(self, self.step, self.probe_needs)
         metrics: dict[str, torch.Tensor] = {}
-        for probe in self.experiment.probes:
+        for probe in probes_of(self.experiment):
             metrics.update(probe.measure(ctx))
         return metrics
 

@@ -1,0 +1,3 @@
+"""The package version, in one place (the store records it with every run)."""
+
+__version__ = "0.1.0"
