@@ -267,3 +267,23 @@ def test_readme_component_tables_match_the_registries():
 def test_readme_catalog_table_matches_the_registry():
     listed = {re.sub(r"`", "", name) for name in _table_rows("Catalog")}
     assert listed == {n for n, c in registry.phenomena.items() if c.__module__.startswith("learnscope.")}
+
+
+def test_a_new_continual_strategy_joins_the_comparison_from_its_own_definition():
+    from learnscope.catalog.forgetting import strategy_names
+    from learnscope.interventions.regularizers import SynapticIntelligence
+
+    assert strategy_names() == ["naive", "joint", "agem", "ewc", "lwf", "power-law-rehearsal", "replay", "si"]
+
+    class Stronger(SynapticIntelligence):
+        @classmethod
+        def stream_strategy(cls, budget):
+            return {"c": 0.5}
+
+    registry.interventions.register("si-half")(Stronger)
+    try:
+        assert "si-half" in strategy_names()
+        arms = {a.name: a for a in registry.phenomena.get("continual-strategies")().arms(quick=True)}
+        assert arms["si-half"].experiment.interventions[0].c == 0.5
+    finally:
+        registry.interventions._entries.pop("si-half")

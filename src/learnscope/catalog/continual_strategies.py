@@ -38,7 +38,7 @@ import numpy as np
 
 from learnscope import registry
 from learnscope.catalog.base import Arm, Phenomenon
-from learnscope.catalog.forgetting import REPLAY_STREAM_KEYS, STRATEGIES, StreamSize, arm_measures, strategy_arms
+from learnscope.catalog.forgetting import REPLAY_STREAM_KEYS, StreamSize, arm_measures, strategy_arms, strategy_names
 from learnscope.results import ArmData, Verdict
 
 FULL = StreamSize(experiences=5, updates=300, seeds=8)
@@ -55,15 +55,15 @@ def leader(measures: dict[str, dict[str, np.ndarray]], measure: str) -> tuple[np
 
 @registry.phenomena.register("continual-strategies")
 class ContinualStrategies(Phenomenon):
-    summary = ("permuted digits, 8 strategies ranked by average accuracy and backward transfer: joint best, "
-               "naive forgets most")
+    summary = ("permuted digits, the continual-learning strategies ranked by average accuracy and backward "
+               "transfer: joint best, naive forgets most")
     source = ("Catastrophic Interference is Mitigated in Naturalistic Power-Law Learning Environments; the "
               "classic baselines of the continual papers (EWC, SI, experience replay, LwF, A-GEM)")
     headline = "accuracy/test"
     moves_together = (REPLAY_STREAM_KEYS,)
 
     def arms(self, quick: bool) -> list[Arm]:
-        return strategy_arms(STRATEGIES, QUICK if quick else FULL)
+        return strategy_arms(strategy_names(), QUICK if quick else FULL)
 
     def check(self, arms: dict[str, ArmData]) -> Verdict:
         measures = arm_measures(arms)

@@ -20,9 +20,11 @@ a probe over the 10 x 449 test examples costs as much as ~15 updates of
 this small MLP, so probing every 50 updates made the runs 1.4-1.6x slower
 (benchmarks/probes.py); at the block ends it costs ~5%.
 
-Strategies (learnscope.interventions) and their parameters, measured on
-this setting (5 experiences x 300 updates unless said; 8 seeds; forgetting
-is the mean largest drop, learnscope.continual):
+Strategies (learnscope.interventions: every intervention whose
+`stream_strategy` gives its parameters on these streams, so a new strategy
+joins from its own file) and their parameters, measured on this setting
+(5 experiences x 300 updates unless said; 8 seeds; forgetting is the mean
+largest drop, learnscope.continual):
 - `naive`: sequential SGD, nothing else (forgetting 0.48; 0.64 at 10
   experiences).
 - `joint`: every update draws from every experience of the stream from the
@@ -61,10 +63,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from learnscope import continual
+from learnscope import continual, registry
 from learnscope.catalog.base import Arm
+from learnscope.errors import LearnscopeError
 from learnscope.results import ArmData, Signature
 from learnscope.spec import Experiment
+from learnscope.train.hooks import StreamBudget
 
 LR = 0.1
 BATCH_SIZE = 32
@@ -73,7 +77,7 @@ PROBE_EVERY: int | None = None  # block ends only (module docstring)
 MEMORY_PER_EXPERIENCE = 100
 REHEARSED_PER_UPDATE = 32
 
-STRATEGIES = ("naive", "joint", "ewc", "si", "replay", "power-law-rehearsal", "lwf", "agem")
+NAIVE = "naive"  # sequential training with no strategy: the arm every strategy is compared to
 
 # Keys a global `--set` must not change alone (Phenomenon.moves_together): a stream probes one test
 # split per experience, so the number of experiences moves with the probed splits ...
@@ -100,21 +104,30 @@ def forgetting_size(quick: bool) -> StreamSize:
     return QUICK if quick else FULL
 
 
+def strategy_names() -> list[str]:
+    """Naive training, then every registered intervention that is a continual
+    strategy (`Intervention.stream_strategy`): joint first, the upper bound,
+    then the others by name. A new strategy's file is all it takes to join."""
+    found = [name for name, cls in registry.interventions.items() if cls.stream_strategy(_probe_budget) is not None]
+    return [NAIVE, *sorted(found, key=lambda name: (name != "joint", name))]
+
+
+_probe_budget = StreamBudget(experiences=1, memory_per_experience=MEMORY_PER_EXPERIENCE,
+                             rehearsed_per_update=REHEARSED_PER_UPDATE)
+
+
 def strategy(name: str, experiences: int) -> list[dict]:
-    """The interventions of a strategy arm, with the parameters measured for
-    these streams (module docstring)."""
-    memory = MEMORY_PER_EXPERIENCE
-    return {
-        "naive": [],
-        "joint": [{"name": "joint"}],
-        "ewc": [{"name": "ewc", "lamb": 15.0}],
-        "si": [{"name": "si", "c": 1.0}],
-        "replay": [{"name": "replay", "buffer_size": memory * experiences, "replay_batch": REHEARSED_PER_UPDATE}],
-        "power-law-rehearsal": [{"name": "power-law-rehearsal", "memory_per_experience": memory,
-                                 "replay_batch": REHEARSED_PER_UPDATE, "exponent": 1.0}],
-        "lwf": [{"name": "lwf", "alpha": 1.0, "temperature": 2.0}],
-        "agem": [{"name": "agem", "memory_per_experience": memory, "reference_batch": 128}],
-    }[name]
+    """The interventions of a strategy arm, with the parameters the strategy
+    takes on these streams (each strategy's `stream_strategy`; measured as the
+    module docstring tells)."""
+    if name == NAIVE:
+        return []
+    budget = StreamBudget(experiences, MEMORY_PER_EXPERIENCE, REHEARSED_PER_UPDATE)
+    parameters = registry.interventions.get(name, "strategy").stream_strategy(budget)
+    if parameters is None:
+        raise LearnscopeError(f"intervention '{name}' is not a continual-learning strategy; "
+                              f"strategies: {', '.join(strategy_names())}")
+    return [{"name": name, **parameters}]
 
 
 def stream_experiment(task: dict, size: StreamSize, interventions: Sequence[dict] = (), *, lr: float = LR,

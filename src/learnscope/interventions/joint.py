@@ -15,12 +15,16 @@ from __future__ import annotations
 from pydantic import Field
 
 from learnscope import registry
-from learnscope.train.hooks import Intervention, InterventionState
+from learnscope.train.hooks import Intervention, InterventionState, StreamBudget
 
 
 @registry.interventions.register("joint")
 class Joint(Intervention):
     cumulative: bool = Field(False, description="pool every experience met so far, instead of all from the start")
+
+    @classmethod
+    def stream_strategy(cls, budget: StreamBudget) -> dict:
+        return {}  # every experience from the start: the upper bound
 
     def build(self, trainer) -> InterventionState:
         self.require_stream(trainer)

@@ -65,7 +65,7 @@ from learnscope.errors import SpecError
 from learnscope.probes.weights import seed_sq_norm
 from learnscope.seeding import generator
 from learnscope.tasks.base import Block
-from learnscope.train.hooks import Intervention, InterventionState, experience_ended
+from learnscope.train.hooks import Intervention, InterventionState, StreamBudget, experience_ended
 
 
 def draw_rows(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
@@ -155,6 +155,12 @@ class Replay(Intervention):
     buffer_size: int = Field(200, ge=1, le=10_000_000, description="examples the buffer holds per seed")
     replay_batch: int = Field(32, ge=1, le=1_000_000, description="buffer examples added to each update's batch")
 
+    @classmethod
+    def stream_strategy(cls, budget: StreamBudget) -> dict:
+        # the same memory the episodic strategies end with
+        return {"buffer_size": budget.memory_per_experience * budget.experiences,
+                "replay_batch": budget.rehearsed_per_update}
+
     def build(self, trainer) -> InterventionState:
         return ReplayState(self, Reservoir(self.buffer_size, trainer.members, trainer.train_x, trainer.train_y))
 
@@ -236,6 +242,11 @@ class PowerLawRehearsal(Intervention):
     replay_batch: int = Field(32, ge=1, le=1_000_000, description="rehearsed examples added to each update's batch")
     exponent: float = Field(1.0, ge=0, le=100, description="power-law exponent of the choice (0: uniform)")
 
+    @classmethod
+    def stream_strategy(cls, budget: StreamBudget) -> dict:
+        return {"memory_per_experience": budget.memory_per_experience, "replay_batch": budget.rehearsed_per_update,
+                "exponent": 1.0}
+
     def build(self, trainer) -> InterventionState:
         self.require_stream(trainer)
         path = f"{self.spec_path(trainer)}.memory_per_experience"
@@ -300,6 +311,10 @@ class AGEM(Intervention):
 
     memory_per_experience: int = Field(100, ge=1, le=1_000_000, description="examples kept of each experience")
     reference_batch: int = Field(128, ge=1, le=1_000_000, description="memory examples of the reference gradient")
+
+    @classmethod
+    def stream_strategy(cls, budget: StreamBudget) -> dict:
+        return {"memory_per_experience": budget.memory_per_experience, "reference_batch": 128}  # >= 100 needed
 
     def build(self, trainer) -> InterventionState:
         self.require_stream(trainer)

@@ -9,6 +9,9 @@ once and must treat them independently.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
 from learnscope.errors import SpecError
@@ -17,9 +20,27 @@ from learnscope.spec import InterventionSpec
 from learnscope.tasks.base import Block
 
 
+@dataclass(frozen=True)
+class StreamBudget:
+    """What the catalog's continual-learning comparisons give every strategy
+    on a stream: its length and the memory a rehearsal strategy may keep."""
+
+    experiences: int
+    memory_per_experience: int
+    rehearsed_per_update: int
+
+
 class Intervention(InterventionSpec):
     """An intervention is a spec (its fields are its parameters) that builds
     the object holding its training-time state."""
+
+    @classmethod
+    def stream_strategy(cls, budget: StreamBudget) -> dict[str, Any] | None:
+        """A continual-learning strategy says here the parameters it takes in
+        the catalog's stream comparisons (catalog/forgetting.py, which tells
+        how they were measured), within `budget`; with it, a new strategy
+        joins those comparisons from its own file. None: not a strategy."""
+        return None
 
     def build(self, trainer: TrainerView) -> InterventionState:
         raise NotImplementedError
