@@ -198,6 +198,18 @@ def test_a_plugin_file_outside_the_package_runs_from_the_cli(tmp_path):
 
 
 @pytest.mark.slow
+def test_an_installed_package_registers_through_its_entry_point(tmp_path):
+    shutil.copy(EXAMPLE_PLUGIN, tmp_path / "mylab_components.py")
+    dist = tmp_path / "mylab-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mylab\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[learnscope.plugins]\ncomponents = mylab_components\n")
+    proc = program(["list", "--json"], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert "weight-decay-shrinks" in [e["name"] for e in json.loads(proc.stdout)]
+
+
+@pytest.mark.slow
 def test_bad_plugins_get_one_line(tmp_path):
     assert "no such file" in one_error_line(program(["list", "--plugin", tmp_path / "none.py"], cwd=tmp_path))
     assert "no module named 'no_such_module'" in one_error_line(

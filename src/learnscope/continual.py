@@ -40,8 +40,7 @@ class Stream:
     blocks: list[Block]
 
     @classmethod
-    def of(cls, spec: dict) -> Stream | None:
-        experiment = Experiment.model_validate(spec)
+    def of(cls, experiment: Experiment) -> Stream | None:
         blocks = experiment.task.blocks(experiment.recipe.steps)
         return cls(experiment.task.info().experiences, blocks) if blocks else None
 
@@ -93,7 +92,7 @@ def measures(R: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
 
 def arm_measures(arm: ArmData) -> dict[str, np.ndarray] | None:
     """The measures of a stream arm that probed `accuracy/test/j` for every j; None otherwise."""
-    stream = Stream.of(arm.record.spec)
+    stream = Stream.of(arm.experiment)
     if stream is None:
         return None
     names = set(arm.frame["name"])

@@ -154,7 +154,7 @@ def old_accuracy(arm: ArmData) -> list[tuple[Block, np.ndarray, np.ndarray]]:
     it begins, and the old-experience accuracy (the mean accuracy on the
     experiences met before, other than the one switched to) as (steps [T],
     values [S, T])."""
-    stream = Stream.of(arm.experiment.to_dict())
+    stream = Stream.of(arm.experiment)
     curves = [arm.curve(f"accuracy/test/{j}") for j in range(stream.experiences)]
     steps = curves[0][0]
     found = []
