@@ -1,4 +1,4 @@
-"""python -m benchmarks [--json FILE] [--only ensemble,probes,store,catalog]
+"""python -m benchmarks [--json FILE] [--only ensemble,probes,store,catalog,torch_module]
 
 Prints each section as it is measured, then one summary table with the
 issue's bars; with --json, also writes every figure as one JSON object."""
@@ -13,9 +13,9 @@ import time
 
 import torch
 
-from benchmarks import catalog, ensemble, probes, store
+from benchmarks import catalog, ensemble, probes, store, torch_module
 
-SECTIONS = ("ensemble", "probes", "store", "catalog")
+SECTIONS = ("ensemble", "probes", "store", "catalog", "torch_module")
 
 
 def summary(results: dict) -> list[tuple[str, str, str]]:
@@ -55,6 +55,10 @@ def summary(results: dict) -> list[tuple[str, str, str]]:
     if "catalog" in results:
         r = results["catalog"]
         rows.append(("learnscope verify --all --quick", f"{r['seconds']:.0f} s (exit {r['exit_code']})", "<= 300 s"))
+    if "torch_module" in results:
+        r = results["torch_module"]
+        rows.append((f"plain classifier: S={r['seeds']} step, torch-module / built-in mlp",
+                     f"{r['ratio']:.2f}x ({r['torch_module_s'] * 1e3:.2f} / {r['builtin_s'] * 1e3:.2f} ms)", "<= 1.5x"))
     return rows
 
 
@@ -67,7 +71,7 @@ def main() -> None:
     torch.set_num_threads(threads)
     results: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": threads,
                                  "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M")}}
-    modules = {"ensemble": ensemble, "probes": probes, "store": store, "catalog": catalog}
+    modules = {"ensemble": ensemble, "probes": probes, "store": store, "catalog": catalog, "torch_module": torch_module}
     for section in args.only.split(","):
         print(f"{section}:", flush=True)
         start = time.perf_counter()

@@ -618,7 +618,7 @@ OUT_OF_RANGE_EXAMPLES = [
     explicit("modular-mlp", ("recipe", "warmup_steps"), 101, "must not exceed steps (100)"),
     explicit("gaussian-mlp", ("recipe", "batch_size"), 65, "exceeds the 64 training examples"),
     explicit("modular-transformer", ("model", "heads"), 3, "must divide d_model (16)"),
-    explicit("modular-transformer", ("model", "layers"), 3, "less than or equal to 2"),
+    explicit("modular-transformer", ("model", "layers"), 9, "less than or equal to 8"),
     explicit("modular-transformer", ("task", "p"), 12, "prime", "p = 12 is not", at=("task", "op")),
     explicit("gaussian-mlp", ("task", "label_noise"), 1.0, "train_clean and train_noisy must both be non-empty"),
     explicit("teacher-student", ("model", "hidden"), [32, 0], "every hidden width must be at least 1"),

@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("catalog", "continual"),
     ("runs", "runner"),
     ("report",),
-    ("cli", "__main__", ""),  # "": the package itself, its public names
+    ("cli", "watching", "__main__", ""),  # "": the package itself, its public names
 ]
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from learnscope.models.base import Capture
+from learnscope.models.base import Sites
 from learnscope.spec import Experiment
 from learnscope.train.trainer import Trainer
 
@@ -22,7 +22,7 @@ def test_final_block_shortcut_matches_full_computation(layers, layernorm):
     x, _ = trainer.data.splits["train"]
     final = layers - 1
     shortcut = trainer.model(x)
-    capture = Capture([f"mlp.{final}", f"attn.{final}"])
+    capture = Sites(read=[f"mlp.{final}", f"attn.{final}"])
     full = trainer.model(x, capture)
     torch.testing.assert_close(shortcut, full, rtol=1e-5, atol=1e-6)
     # the full path really ran: every position's pattern and MLP activations are there
@@ -37,7 +37,7 @@ def test_attention_pattern_is_causal_and_normalized():
             "model": {"name": "transformer", "d_model": 16, "heads": 4, "d_mlp": 16}}
     trainer = Trainer(Experiment.model_validate(spec))
     x, _ = trainer.data.splits["test"]
-    capture = Capture(["attn.0"])
+    capture = Sites(read=["attn.0"])
     trainer.model(x, capture)
     pattern = capture.acts["attn.0"]  # [S, B, H, T, T]
     assert pattern.shape == (1, x.shape[1], 4, 3, 3)

@@ -370,6 +370,70 @@ def test_neural_collapse_nc1_large_common_offset():
     np.testing.assert_allclose(got, want, rtol=GEOM_RTOL)
 
 
+def test_neural_collapse_float32_features_match_a_float64_reference():
+    """Post-ReLU float32 features of a trained-looking network: balanced classes,
+    every feature positive with a common offset. Sigma_B has rank C - 1 < C
+    (the weighted class means sum to zero); in float32 that zero direction is
+    rounding noise of ~1e-7 relative, above the pseudo-inverse's cut-off, and
+    NC1 came out ~1e10. The probe computes in float64 from the float32 values,
+    as the reference does."""
+    rng = np.random.default_rng(5)
+    s, n, d, c = 2, 1000, 64, 10
+    y = np.tile(np.arange(c), (s, n // c))
+    centers = rng.normal(size=(s, c, d)) * 2
+    h = (np.maximum(np.take_along_axis(centers, y[..., None], 1) + rng.normal(size=(s, n, d)), 0) + 5)
+    h32 = h.astype(np.float32)
+    w = rng.normal(size=(s, c, d)).astype(np.float32)
+    logits = rng.normal(size=(s, n, c)).astype(np.float32)
+    out = neural_collapse(torch.as_tensor(h32), torch.as_tensor(y), torch.as_tensor(w), torch.as_tensor(logits), c)
+    for i in range(s):
+        want = ref_neural_collapse(h32[i].astype(np.float64), y[i], w[i].astype(np.float64),
+                                   logits[i].astype(np.float64))
+        assert 0.01 < want["nc1"] < 10  # the reference is well defined here
+        for key in ("nc1", "nc2", "nc3", "nc4"):
+            assert out[key].dtype == torch.float64
+            np.testing.assert_allclose(out[key][i].item(), want[key], rtol=GEOM_RTOL, err_msg=f"{key} seed {i}")
+
+
+@pytest.mark.parametrize("call,fragment", [
+    (lambda: neural_collapse(torch.ones(2, 5, 3), torch.zeros(2, 5, dtype=torch.long), torch.ones(2, 4, 3),
+                             torch.ones(2, 5), 4), "logits must be [S, N, C]"),
+    (lambda: neural_collapse(torch.ones(2, 5, 3), torch.zeros(2, 5), torch.ones(2, 4, 3), torch.ones(2, 5, 4), 4),
+     "labels must hold integers"),
+    (lambda: neural_collapse(torch.ones(2, 5, 3), torch.zeros(2, 6, dtype=torch.long), torch.ones(2, 4, 3),
+                             torch.ones(2, 5, 4), 4), "labels has N = 6"),
+    (lambda: neural_collapse(torch.ones(2, 5, 3), torch.full((2, 5), 4), torch.ones(2, 4, 3),
+                             torch.ones(2, 5, 4), 4), "labels must lie in 0..3"),
+    (lambda: neural_collapse(torch.ones(2, 5, 3), torch.zeros(2, 5, dtype=torch.long), torch.ones(2, 3, 3),
+                             torch.ones(2, 5, 3), 4), "classes = 4"),
+    (lambda: effective_rank(torch.ones(5, 3, dtype=torch.long)), "features must be [S, N, D]"),
+    (lambda: effective_rank(torch.ones(2, 5, 3, dtype=torch.long)), "features must hold floating-point"),
+    (lambda: kernel_alignment(torch.ones(2, 5, 3), torch.ones(3, 5, 2)), "targets has S = 3"),
+    (lambda: kernel_alignment(np.ones((2, 5, 3)), torch.ones(2, 5, 2)), "must be a torch.Tensor"),
+])
+def test_probe_functions_refuse_bad_arguments_in_one_line(call, fragment):
+    from learnscope.errors import LearnscopeError
+
+    with pytest.raises(LearnscopeError) as info:
+        call()
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_geometry_of_float32_inputs_is_float64():
+    rng = np.random.default_rng(2)
+    f = rng.normal(size=(2, 30, 5)) * np.logspace(0, -3, 5)
+    y = rng.normal(size=(2, 30, 3))
+    got = effective_rank(torch.as_tensor(f, dtype=torch.float32))
+    assert got.dtype == torch.float64
+    np.testing.assert_allclose(got, [ref_effective_rank(f[i].astype(np.float32).astype(np.float64)) for i in range(2)],
+                               rtol=1e-6)
+    got = kernel_alignment(torch.as_tensor(f, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32))
+    want = [ref_kernel_alignment(f[i].astype(np.float32).astype(np.float64), y[i].astype(np.float32).astype(np.float64))
+            for i in range(2)]
+    assert got.dtype == torch.float64
+    np.testing.assert_allclose(got, want, rtol=1e-8)
+
+
 # ---------------------------------------------------------------- kernel alignment
 
 
@@ -479,7 +543,7 @@ SPLITS = ("train", "test")
 
 def snapshot(tr):
     """Everything the references need, read independently of the probes."""
-    from learnscope.models.base import Capture
+    from learnscope.models.base import Sites
 
     out = {"params": [p.detach().double().numpy().copy() for p in tr.params]}
     was_training = tr.model.training
@@ -488,7 +552,7 @@ def snapshot(tr):
         with torch.no_grad():
             for split in SPLITS:
                 x, y = tr.data.splits[split]
-                cap = Capture({"hidden.0", "penultimate"})
+                cap = Sites(read={"hidden.0", "penultimate"})
                 logits = tr.model(x, cap)
                 out[split] = {
                     "logits": logits.double().numpy().copy(),

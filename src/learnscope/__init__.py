@@ -29,6 +29,7 @@ _EXPORTS = {
     "report_run": "learnscope.report",
     "run_experiment": "learnscope.runner",
     "run_phenomenon": "learnscope.runner",
+    "watch": "learnscope.watching",
 }
 _SUBPACKAGES = ("catalog", "interventions", "models", "probes", "registry", "store", "tasks", "train")
 

@@ -1,4 +1,4 @@
-"""The command line: list, run, resume, verify, show, runs, report, export.
+"""The command line: list, run, resume, verify, sites, show, runs, report, export.
 
 Bad input ends in one line on stderr naming what is wrong and what is
 valid, exit code 2, no traceback. Human output goes to stdout; with --json,
@@ -42,6 +42,8 @@ SeedsOpt = Annotated[Optional[int], typer.Option("--seeds", min=1, help="number 
 SetOpt = Annotated[Optional[list[str]], typer.Option(
     "--set", help="override a spec key: --set recipe.lr=3e-4; one arm of a phenomenon: --set ARM:recipe.lr=3e-4")]
 QuickOpt = Annotated[bool, typer.Option("--quick", help="the phenomenon's small size (seconds)")]
+DeviceOpt = Annotated[Optional[str], typer.Option(
+    "--device", help="where to train: cpu (default), auto (CUDA if there, then MPS, else CPU), cuda, cuda:N or mps")]
 
 
 def _load_plugins(targets: list[str] | None) -> list[str]:
@@ -211,19 +213,22 @@ def run(
     run_id: Annotated[Optional[str], typer.Option("--run-id", help="id for the new run")] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="write the report at the end")] = True,
     as_json: JsonOpt = False,
+    device: DeviceOpt = None,
 ) -> None:
     """Run a phenomenon or a spec file across seeds, into the store."""
     from learnscope.runner import run_experiment, run_phenomenon
+    from learnscope.train.devices import resolve_device
 
+    where = resolve_device(device or "cpu")  # a device not on this machine: one line, before any work
     console = _console(as_json)
     progress = TrainingProgress(Console(stderr=True), enabled=sys.stderr.isatty() or not as_json)
     if target in registry.phenomena:
-        result = run_phenomenon(target, quick, seeds, overrides or (), store, run_id, progress)
+        result = run_phenomenon(target, quick, seeds, overrides or (), store, run_id, progress, where)
     elif _is_spec_file(target):
         if quick:
             raise LearnscopeError("--quick applies to phenomena; for a spec file set its size with --set")
         experiment = load_experiment(target, overrides or (), seeds)
-        result = run_experiment(experiment, store, Path(target).stem, run_id, progress)
+        result = run_experiment(experiment, store, Path(target).stem, run_id, progress, device=where)
     else:
         raise _unknown_target(target)
     _conclude(result, target, console, report, as_json)
@@ -254,13 +259,16 @@ def resume(
     plugin: PluginOpt = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="write the report at the end")] = True,
     as_json: JsonOpt = False,
+    device: Annotated[Optional[str], typer.Option(
+        "--device", help="where to continue: the device the run trained on by default (bit for bit); cpu, auto, "
+                         "cuda, cuda:N or mps")] = None,
 ) -> None:
     """Continue a stopped run from its last checkpoint, exactly as if never stopped."""
     from learnscope.runner import resume_run
 
     console = _console(as_json)
     progress = TrainingProgress(Console(stderr=True), enabled=sys.stderr.isatty() or not as_json)
-    result = resume_run(run_id, _existing_store(store), progress)
+    result = resume_run(run_id, _existing_store(store), progress, device if device is not None else "recorded")
     _conclude(result, result.record.name, console, report, as_json)
 
 
@@ -277,9 +285,13 @@ def verify(
     store: StoreOpt = None,
     plugin: PluginOpt = None,
     stored_run: Annotated[Optional[str], typer.Option("--run", help="re-check a stored phenomenon run instead")] = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Run phenomena and check their signatures; exit 0 iff every one holds."""
     from learnscope.runner import check_signature, run_phenomenon
+    from learnscope.train.devices import resolve_device
+
+    where = resolve_device(device or "cpu")  # a device not on this machine: one line, before any work
 
     console = _console(False)
     if stored_run is not None:
@@ -295,7 +307,7 @@ def verify(
     progress = TrainingProgress(Console(stderr=True), enabled=True)
     results = []
     for n in names:
-        result = run_phenomenon(n, quick, seeds, overrides or (), store, None, progress)
+        result = run_phenomenon(n, quick, seeds, overrides or (), store, None, progress, where)
         verdict = result.verdict
         results.append(verdict.ok)
         console.print(f"run {result.id}")
@@ -303,6 +315,70 @@ def verify(
     if all_:
         console.print(f"verified all: {'PASS' if all(results) else 'FAIL'} ({sum(results)}/{len(results)} phenomena)")
     raise typer.Exit(0 if all(results) else 1)
+
+
+# ------------------------------------------------------------------ sites
+
+
+@app.command()
+def sites(
+    target: Annotated[str, typer.Argument(help="a phenomenon name or a spec file")],
+    quick: QuickOpt = False,
+    overrides: SetOpt = None,
+    plugin: PluginOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every site of the model (what probes read and interventions edit) with its shape."""
+    from learnscope.runner import phenomenon_arms
+
+    if target in registry.phenomena:
+        _, arms = phenomenon_arms(target, quick, overrides=overrides or ())
+        experiments = {name: arm.experiment for name, arm in arms.items()}
+    elif _is_spec_file(target):
+        if quick:
+            raise LearnscopeError("--quick applies to phenomena; for a spec file set its size with --set")
+        experiments = {Path(target).stem: load_experiment(target, overrides or ())}
+    else:
+        raise _unknown_target(target)
+    # arms that build the same model on the same task share one listing
+    groups: dict[str, tuple[list[str], dict[str, tuple[tuple[int, ...], int | None]]]] = {}
+    for name, experiment in experiments.items():
+        key = json.dumps([experiment.task.model_dump(), experiment.model.model_dump()], sort_keys=True, default=str)
+        if key not in groups:
+            groups[key] = ([], _model_sites(experiment))
+        groups[key][0].append(name)
+    if as_json:
+        print(json.dumps([{"arms": names, "sites": {site: {"shape": list(shape), "head_axis": axis}
+                                                    for site, (shape, axis) in listed.items()}}
+                          for names, listed in groups.values()]))
+        return
+    console = _console(False)
+    for names, listed in groups.values():
+        experiment = experiments[names[0]]
+        console.print(f"[bold]{', '.join(names)}[/bold]: {experiment.model.registry_name} on "
+                      f"{experiment.task.registry_name}; shapes per member and example")
+        table = Table("site", "shape", "heads along")
+        for site, (shape, axis) in listed.items():
+            table.add_row(site, "[" + ", ".join(map(str, shape)) + "]", "" if axis is None else f"axis {axis}")
+        console.print(table)
+
+
+def _model_sites(experiment) -> dict[str, tuple[tuple[int, ...], int | None]]:
+    """site -> (shape per member and example, head axis in that shape or None), from
+    the model built for one seed and a dry forward pass over 2 blank examples."""
+    import torch
+
+    from learnscope.models.base import Model
+    from learnscope.tasks.base import Task
+
+    task, spec = experiment.task, experiment.model
+    assert isinstance(task, Task) and isinstance(spec, Model)  # registered components are
+    info = task.info()
+    model = spec.build(info, experiment.seed_list[:1])
+    dtype = torch.long if info.input_kind == "tokens" else torch.float32
+    shapes = model.site_shapes(torch.zeros((1, 2, *info.input_shape), dtype=dtype))
+    heads = {site: model.head_axis(site) for site in shapes}
+    return {site: (shape, None if heads[site] is None else heads[site] - 2) for site, shape in shapes.items()}
 
 
 # ------------------------------------------------------------------ show / runs

@@ -92,7 +92,7 @@ def measures(R: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
 
 def arm_measures(arm: ArmData) -> dict[str, np.ndarray] | None:
     """The measures of a stream arm that probed `accuracy/test/j` for every j; None otherwise."""
-    stream = Stream.of(arm.experiment)
+    stream = Stream.of(arm.experiment) if arm.has_experiment else None
     if stream is None:
         return None
     names = set(arm.frame["name"])

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from learnscope.errors import LearnscopeError
 from learnscope.spec import Experiment
-from learnscope.store.sqlite import RunRecord
+from learnscope.store.sqlite import WATCH, RunRecord
 
 
 @dataclass
@@ -36,9 +37,17 @@ class ArmData:
     def seeds(self) -> list[int]:
         return [seed for seed in self.record.seeds if seed not in self.excluded]
 
+    @property
+    def has_experiment(self) -> bool:
+        """Whether the stored spec is an Experiment (not for a run ls.watch recorded)."""
+        return self.record.kind != WATCH
+
     @cached_property
     def experiment(self) -> Experiment:
         """The arm's stored spec, validated (so `--set` overrides are what is read)."""
+        if not self.has_experiment:
+            raise LearnscopeError(f"run '{self.record.id}' was recorded by ls.watch in its own training "
+                                  "loop; its spec is no Experiment")
         return Experiment.model_validate(self.record.spec)
 
     def curve(self, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,10 @@ A top-level run is owned by the process running it (`Store.hold`); each arm
 checkpoints every `recipe.checkpoint_every` steps, and `resume_run` carries
 a stopped run on from its arms' last checkpoints: metric rows and events
 recorded after a checkpoint are dropped and recorded again, identically.
+
+`device` ("cpu" by default, "auto", "cuda", "mps") says where a run trains;
+it is recorded as an event of the run, and `resume_run` continues on the
+recorded device unless told otherwise (results are deterministic per device).
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Literal
+
+import torch
 
 from learnscope import faults, registry
 from learnscope.catalog.base import Arm, Phenomenon, arm_table
@@ -24,6 +31,7 @@ from learnscope.runs import Run
 from learnscope.spec import Experiment, apply_override, get_key
 from learnscope.store.checkpoints import read_checkpoint, write_checkpoint
 from learnscope.store.sqlite import RunRecord, Store, new_run_id
+from learnscope.train.devices import resolve_device
 from learnscope.train.trainer import Trainer, probes_of
 
 # Bytes a metric row takes in SQLite (row, B-tree share, name), and room for the WAL.
@@ -50,11 +58,15 @@ def _headline(experiment: Experiment, preferred: str | None, trainer: Trainer) -
     return names[0] if names else ""
 
 
-def build_trainer(experiment: Experiment) -> Trainer:
+Device = str | torch.device | None  # "cpu", "auto", "cuda", "cuda:N", "mps"; None: auto
+DEVICE_EVENT = "device"  # an event of a top-level run: where it trained (from its start, or from a resume)
+
+
+def build_trainer(experiment: Experiment, device: Device = "cpu") -> Trainer:
     """The trainer of an experiment; sizes no machine can hold are bad input,
     refused in one line like any other."""
     try:
-        return Trainer(experiment)
+        return Trainer(experiment, device)
     except (MemoryError, OverflowError) as exc:
         raise LearnscopeError(_TOO_BIG.format(why=exc.__class__.__name__)) from None
     except RuntimeError as exc:
@@ -136,10 +148,18 @@ def _train(store: Store, run_id: str, trainer: Trainer, reporter: TrainingProgre
         trainer.run(on_probe=on_probe, on_step=bar.step, on_checkpoint=on_checkpoint)
 
 
-def restored_trainer(store: Store, run_id: str, experiment: Experiment, parent: str | None = None) -> Trainer:
+def recorded_device(store: Store, run_id: str) -> str:
+    """The device a run last trained on ("cpu" for runs recorded before devices were)."""
+    events = store.events(run_id, DEVICE_EVENT)
+    return str(events[-1]["detail"]["device"]) if events else "cpu"
+
+
+def restored_trainer(store: Store, run_id: str, experiment: Experiment, parent: str | None = None,
+                     device: Device = "cpu") -> Trainer:
     """A trainer at the run's last checkpoint (at step 0 without one), with
-    what the run recorded after that step dropped."""
-    trainer = build_trainer(experiment)
+    what the run recorded after that step dropped. The checkpoint loads onto
+    `device` whichever device wrote it."""
+    trainer = build_trainer(experiment, device)
     start_from(store, trainer, init_source(experiment, parent))
     checkpoint = read_checkpoint(store, run_id)
     if checkpoint is not None:
@@ -155,16 +175,19 @@ def run_experiment(
     run_id: str | None = None,
     progress: TrainingProgress | bool = False,
     trainer: Trainer | None = None,
+    device: Device = "cpu",
 ) -> Run:
-    """Train an experiment's seed ensemble, recording everything in the store."""
+    """Train an experiment's seed ensemble on `device`, recording everything in
+    the store (a given `trainer` keeps its own device)."""
     store = open_store(store)
-    trainer = trainer or build_trainer(experiment)
+    trainer = trainer or build_trainer(experiment, resolve_device(device))
     start_from(store, trainer, init_source(experiment))
     store.check_room(needed_bytes([trainer]))
     name = name or experiment.task.registry_name
     run_id = run_id or new_run_id(name)
     with store.hold(run_id):
         store.create_run(run_id, name, experiment.to_dict(), trainer.seeds)
+        store.add_event(run_id, DEVICE_EVENT, {"device": str(trainer.device)})
         headline = _headline(experiment, None, trainer)
         _guarded(store, run_id, lambda: _train(store, run_id, trainer, _reporter(progress), name, headline))
     return Run(store, run_id)
@@ -244,19 +267,23 @@ def run_phenomenon(
     store: Store | str | None = None,
     run_id: str | None = None,
     progress: TrainingProgress | bool = False,
+    device: Device = "cpu",
 ) -> Run:
-    """Run every arm of a phenomenon, then check its signature; the verdict
-    is stored as an event of the parent run."""
+    """Run every arm of a phenomenon on `device`, then check its signature;
+    the verdict is stored as an event of the parent run."""
     store = open_store(store)
+    device = resolve_device(device)
     _, arms = phenomenon_arms(name, quick, seeds, overrides)
-    trainers = {arm: build_trainer(a.experiment) for arm, a in arms.items()}  # refuse bad input before recording
+    trainers = {arm: build_trainer(a.experiment, device) for arm, a in arms.items()}  # refuse bad input first
     store.check_room(needed_bytes(list(trainers.values())))
     run_id = run_id or new_run_id(name)
     first = next(iter(arms.values())).experiment
     spec = {"phenomenon": name, "quick": quick, "arms": {arm: a.stored_spec() for arm, a in arms.items()}}
     with store.hold(run_id):
         store.create_run(run_id, name, spec, first.seed_list, kind="phenomenon")
-        _guarded(store, run_id, lambda: _complete_phenomenon(store, run_id, arms, trainers, _reporter(progress)))
+        store.add_event(run_id, DEVICE_EVENT, {"device": str(device)})
+        _guarded(store, run_id, lambda: _complete_phenomenon(store, run_id, arms, trainers, _reporter(progress),
+                                                             device))
     return Run(store, run_id)
 
 
@@ -266,7 +293,7 @@ def stored_arms(record: RunRecord) -> dict[str, Arm]:
 
 
 def _complete_phenomenon(store: Store, run_id: str, arms: dict[str, Arm], trainers: dict[str, Trainer],
-                         reporter: TrainingProgress) -> None:
+                         reporter: TrainingProgress, device: torch.device) -> None:
     """Run the arms not finished yet (resuming one that was stopped), then
     check the signature. `trainers` are fresh trainers of arms not begun."""
     record = store.get_run(run_id)
@@ -280,32 +307,48 @@ def _complete_phenomenon(store: Store, run_id: str, arms: dict[str, Arm], traine
         spec = a.stored_spec()
         experiment = Experiment.model_validate(spec)
         if child is None:
-            trainer = trainers.pop(arm) if arm in trainers else build_trainer(experiment)
+            trainer = trainers.pop(arm) if arm in trainers else build_trainer(experiment, device)
             start_from(store, trainer, init_source(experiment, run_id))  # an earlier arm has finished by now
             store.create_run(arm_id, record.name, spec, trainer.seeds, parent=run_id, arm=arm)
         else:
-            trainer = restored_trainer(store, arm_id, experiment, run_id)
+            trainer = restored_trainer(store, arm_id, experiment, run_id, device)
         label = f"{record.name}[{arm}]"
         _guarded(store, arm_id, partial(_train, store, arm_id, trainer, reporter, label, phenomenon.headline))
         faults.point("arm-finished")
     store.add_event(run_id, "signature", check_signature(store, run_id).as_dict())
 
 
-def resume_run(run_id: str, store: Store | str | None = None, progress: TrainingProgress | bool = False) -> Run:
-    """Carry a stopped (interrupted or failed) run on from its last checkpoints."""
+def resume_run(run_id: str, store: Store | str | None = None, progress: TrainingProgress | bool = False,
+               device: Device | Literal["recorded"] = "recorded") -> Run:
+    """Carry a stopped (interrupted or failed) run on from its last checkpoints,
+    on the device it trained on ("recorded"; bit for bit) or on another one
+    (the checkpoints load there; the rest of the run then has that device's digits)."""
     store = open_store(store)
     record = store.get_run(run_id)
     if record.parent is not None:
         raise LearnscopeError(f"run '{run_id}' is an arm of '{record.parent}'; resume '{record.parent}'")
     if record.status == "finished":
         raise LearnscopeError(f"run '{run_id}' already finished; there is nothing to resume")
+    if record.kind not in ("experiment", "phenomenon"):
+        raise LearnscopeError(f"run '{run_id}' was recorded by ls.watch in its own training loop "
+                              f"(kind {record.kind}); only runs learnscope trains can be resumed")
+    if device == "recorded":
+        trained_on = recorded_device(store, run_id)
+        try:
+            device = resolve_device(trained_on)
+        except LearnscopeError as exc:
+            raise LearnscopeError(f"run '{run_id}' trained on {trained_on}, which is not here ({exc}); pass "
+                                  f"--device (device=) to resume it on another device") from None
+    else:
+        device = resolve_device(device)
     reporter = _reporter(progress)
     with store.hold(run_id):
+        store.add_event(run_id, DEVICE_EVENT, {"device": str(device)})
         if record.kind == "phenomenon":
-            work = lambda: _complete_phenomenon(store, run_id, stored_arms(record), {}, reporter)
+            work = lambda: _complete_phenomenon(store, run_id, stored_arms(record), {}, reporter, device)
         else:
             experiment = Experiment.model_validate(record.spec)
-            trainer = restored_trainer(store, run_id, experiment)
+            trainer = restored_trainer(store, run_id, experiment, device=device)
             headline = _headline(experiment, None, trainer)
             work = lambda: _train(store, run_id, trainer, reporter, record.name, headline)
         _guarded(store, run_id, work)
@@ -317,7 +360,8 @@ def check_signature(store: Store, run_id: str) -> Verdict:
     seeds that diverged are left out."""
     record = store.get_run(run_id)
     if record.kind != "phenomenon":
-        raise LearnscopeError(f"run '{run_id}' is a plain experiment; only phenomenon runs have a signature")
+        what = "a plain experiment" if record.kind == "experiment" else f"a {record.kind} run"
+        raise LearnscopeError(f"run '{run_id}' is {what}; only phenomenon runs have a signature")
     phenomenon: Phenomenon = registry.phenomena.get(record.name, "phenomenon")()
     children = store.children(run_id)
     # a seed that diverged in any arm leaves every arm: signatures compare arms seed by seed

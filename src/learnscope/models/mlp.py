@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 from learnscope import registry
 from learnscope.errors import SpecError
 from learnscope.models import layers
-from learnscope.models.base import Capture, EnsembleModel, Model
+from learnscope.models.base import EnsembleModel, Model, Sites
 from learnscope.tasks.base import TaskInfo
 
 
@@ -79,15 +79,15 @@ class MLPNetwork(EnsembleModel):
     def site_names(self) -> list[str]:
         return ["embed", *(f"hidden.{i}" for i in range(len(self.hidden))), "penultimate", "logits"]
 
-    def forward(self, x: torch.Tensor, capture: Capture | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sites: Sites | None = None) -> torch.Tensor:
         h = self.embedding(x).flatten(-2) if self.embedding is not None else x
-        if capture is not None:
-            capture("embed", h)
+        if sites is not None:
+            h = sites("embed", h)
         for i, layer in enumerate(self.hidden):
             h = self.act(layer(h))
-            if capture is not None:
-                capture(f"hidden.{i}", h)
-        return self.output(h, capture)
+            if sites is not None:
+                h = sites(f"hidden.{i}", h)
+        return self.output(h, sites)
 
     @torch.no_grad()
     def mirror(self) -> None:

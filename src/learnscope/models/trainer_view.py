@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 
 import torch
 
-from learnscope.models.base import EnsembleModel
+from learnscope.models.base import Edit, EnsembleModel
 from learnscope.spec import Experiment, Recipe
 from learnscope.tasks.base import Block, TaskInfo
 
@@ -87,3 +87,5 @@ class TrainerView(Protocol):
     def sample(self, split: str, size: int, stream: str) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     def gradients(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]: ...
+
+    def site_edits(self, members: slice, examples: slice) -> dict[str, Edit]: ...

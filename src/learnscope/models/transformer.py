@@ -1,7 +1,17 @@
-"""A small decoder-only transformer (1-2 layers) that classifies a token
-sequence from its last position, as in the modular-arithmetic grokking
-papers, or, for a sequence task (a language model), predicts the next token
-at every position. Pre-layernorm when `layernorm` is on; learned positions."""
+"""A small decoder-only transformer (1-8 layers) that classifies a token
+sequence from one query position (the last by default), as in the
+modular-arithmetic grokking papers, or, for a sequence task (a language
+model), predicts the next token at every position. Pre-layernorm when
+`layernorm` is on; learned positions; attention-only blocks (no MLP) and
+layernorm of queries and keys per head as options.
+
+Sites per layer i, in the order a forward pass reaches them: `resid_pre.i`
+(the residual stream entering the block), `q.i`, `k.i`, `v.i` [S, B, T, H, dh]
+(after `qk_layernorm`), `attn.i` (the pattern [S, B, H, T, T]), `head_out.i`
+[S, B, T, H, dh] (each head's weighted sum of values, before the output
+projection: an edit of one head changes that head's contribution alone),
+`mlp.i` (the hidden units; not with `attn_only`) and `resid.i` (the stream
+leaving the block)."""
 
 from __future__ import annotations
 
@@ -14,15 +24,22 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from learnscope import registry
+from learnscope.errors import SpecError
 from learnscope.models import layers
-from learnscope.models.base import Capture, EnsembleModel, Model
+from learnscope.models.base import EnsembleModel, Model, Sites
 from learnscope.models.mlp import require_tokens
 from learnscope.tasks.base import TaskInfo
+
+# the sites of a block that hold every position only when computed in full: the
+# final block of a classifier computes its query position alone unless one is touched
+FULL_POSITION_SITES = ("q", "attn", "head_out", "mlp", "resid")
+# where the head axis lies in each head-shaped site (seed and batch axes first)
+HEAD_AXES = {"q": 3, "k": 3, "v": 3, "head_out": 3, "attn": 2}
 
 
 @registry.models.register("transformer")
 class Transformer(Model):
-    layers: int = Field(1, ge=1, le=2)
+    layers: int = Field(1, ge=1, le=8)
     d_model: int = Field(128, ge=1)
     heads: int = Field(4, ge=1)
     d_mlp: int = Field(512, ge=1)
@@ -30,6 +47,9 @@ class Transformer(Model):
     positions: Literal["learned", "none"] = "learned"
     activation: Literal["relu", "gelu"] = "relu"
     output_scale: float = Field(1.0, gt=0)
+    attn_only: bool = Field(False, description="blocks of attention alone, no MLP")
+    qk_layernorm: bool = Field(False, description="layernorm of each head's queries and keys before the scores")
+    query_position: int = Field(-1, description="the position a classifier reads (negative: from the end)")
 
     @field_validator("heads")
     @classmethod
@@ -41,6 +61,13 @@ class Transformer(Model):
 
     def build(self, info: TaskInfo, seeds: Sequence[int]) -> EnsembleModel:
         require_tokens(info, "transformer")
+        length = info.input_shape[0]
+        if info.sequence and self.query_position != -1:
+            raise SpecError("model.query_position", "applies to classification; a sequence task is read at every "
+                            "position")
+        if not -length <= self.query_position < length:
+            raise SpecError("model.query_position", f"{self.query_position} is outside the task's {length} positions "
+                            f"(valid: {-length} to {length - 1})")
         net = TransformerNetwork(self, info, len(seeds))
         layers.initialize(net, seeds)
         return net
@@ -51,45 +78,70 @@ class Block(nn.Module):
         super().__init__()
         d = spec.d_model
         self.heads = spec.heads
+        mlp = not spec.attn_only
         self.ln_attn = layers.LayerNorm(members, d) if spec.layernorm else None
-        self.ln_mlp = layers.LayerNorm(members, d) if spec.layernorm else None
-        # separate projections: the final block queries from the last position only, and
+        self.ln_mlp = layers.LayerNorm(members, d) if spec.layernorm and mlp else None
+        # separate projections: the final block queries from one position only, and
         # splitting one fused output costs a concatenation of its gradients in backward
         self.query = layers.Linear(members, d, d, bias=False)
         self.key = layers.Linear(members, d, d, bias=False)
         self.value = layers.Linear(members, d, d, bias=False)
         self.proj = layers.Linear(members, d, d, bias=False)
-        self.fc_in = layers.Linear(members, d, spec.d_mlp)
-        self.fc_out = layers.Linear(members, spec.d_mlp, d)
+        self.fc_in = layers.Linear(members, d, spec.d_mlp) if mlp else None
+        self.fc_out = layers.Linear(members, spec.d_mlp, d) if mlp else None
         self.act = layers.ACTIVATIONS[spec.activation]
+        # created last: the modules above keep the order (and so the initialization) they had
+        head_width = d // spec.heads
+        self.ln_q = layers.LayerNorm(members, head_width) if spec.qk_layernorm else None
+        self.ln_k = layers.LayerNorm(members, head_width) if spec.qk_layernorm else None
 
-    def forward(self, x: torch.Tensor, index: int, capture: Capture | None, last_only: bool = False) -> torch.Tensor:
-        """x [S, B, T, D] -> [S, B, T, D]; with `last_only`, only the last position's
-        output [S, B, 1, D]: what reaches the readout from the final block."""
+    def forward(self, x: torch.Tensor, index: int, sites: Sites | None, query: int | None = None) -> torch.Tensor:
+        """x [S, B, T, D] -> [S, B, T, D]; with `query` (a position), only that position's
+        output [S, B, 1, D]: what reaches the readout from a classifier's final block."""
         S, B, T, D = x.shape
+        if sites is not None:
+            x = sites(f"resid_pre.{index}", x)
         h = self.ln_attn(x) if self.ln_attn is not None else x
         heads = (self.heads, D // self.heads)
         k, v = self.key(h).view(S, B, T, *heads), self.value(h).view(S, B, T, *heads)  # [S,B,T,H,dh]
-        if last_only:
-            x = x[:, :, -1:]
-            mixed = attend_last(self.query(h[:, :, -1]).view(S, B, *heads), k, v).unsqueeze(2)
+        if self.ln_k is not None:
+            k = self.ln_k(k)
+        if sites is not None:
+            k, v = sites(f"k.{index}", k), sites(f"v.{index}", v)
+        if query is not None:
+            seen = query + 1  # causal: the query position sees the keys up to its own
+            x = x[:, :, query:seen]
+            q = self.query(h[:, :, query]).view(S, B, *heads)
+            if self.ln_q is not None:
+                q = self.ln_q(q)
+            if seen < T:
+                k, v = k[:, :, :seen], v[:, :, :seen]
+            mixed = attend_last(q, k, v).unsqueeze(2)
         else:
-            mixed = attend_causal(self.query(h).view(S, B, T, *heads), k, v, capture, f"attn.{index}")
+            q = self.query(h).view(S, B, T, *heads)
+            if self.ln_q is not None:
+                q = self.ln_q(q)
+            if sites is not None:
+                q = sites(f"q.{index}", q)
+            mixed = attend_causal(q, k, v, sites, f"attn.{index}")
+            if sites is not None:
+                mixed = sites(f"head_out.{index}", mixed)
         mixed = mixed.reshape(S, B, -1, D)
         x = x + self.proj(mixed)
-        h = self.ln_mlp(x) if self.ln_mlp is not None else x
-        hidden = self.act(self.fc_in(h))
-        if capture is not None:
-            capture(f"mlp.{index}", hidden)
-        x = x + self.fc_out(hidden)
-        if capture is not None:
-            capture(f"resid.{index}", x)
+        if self.fc_in is not None and self.fc_out is not None:
+            h = self.ln_mlp(x) if self.ln_mlp is not None else x
+            hidden = self.act(self.fc_in(h))
+            if sites is not None:
+                hidden = sites(f"mlp.{index}", hidden)
+            x = x + self.fc_out(hidden)
+        if sites is not None:
+            x = sites(f"resid.{index}", x)
         return x
 
 
-def attend_causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, capture: Capture | None, site: str):
+def attend_causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sites: Sites | None, site: str):
     """Causal attention of every position, q, k, v [S, B, T, H, dh] -> [S, B, T, H, dh];
-    records the pattern [S, B, H, T, T] at `site`. Explicit batched matmuls: at these
+    the pattern [S, B, H, T, T] passes through `site`. Explicit batched matmuls: at these
     sizes (T <= 32, head width 16) they ran 1.2-2x faster, forward and backward,
     than the fused scaled_dot_product_attention."""
     q, k, v = (t.transpose(2, 3) for t in (q, k, v))  # [S,B,H,T,dh]
@@ -97,13 +149,13 @@ def attend_causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, capture: Ca
     scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
     causal = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
     pattern = scores.masked_fill(causal, float("-inf")).softmax(-1)
-    if capture is not None:
-        capture(site, pattern)
+    if sites is not None:
+        pattern = sites(site, pattern)
     return (pattern @ v).transpose(2, 3)
 
 
 def attend_last(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Attention of the last position alone (it sees every position), q [S, B, H, dh],
+    """Attention of one position that sees every key given, q [S, B, H, dh],
     k, v [S, B, T, H, dh] -> [S, B, H, dh]. Elementwise products over the T keys, in the
     projection's own layout: no transposes to copy, 2x faster than matmuls at T = 3."""
     scores = (q.unsqueeze(2) * k).sum(-1) / math.sqrt(q.shape[-1])  # [S,B,T,H]
@@ -115,6 +167,7 @@ class TransformerNetwork(EnsembleModel):
         super().__init__()
         self.members = members
         self.n_layers = spec.layers
+        self.attn_only = spec.attn_only
         d = spec.d_model
         self.embed = layers.Embedding(members, info.vocab_size, d, std=1 / math.sqrt(d))
         self.pos = (
@@ -127,25 +180,33 @@ class TransformerNetwork(EnsembleModel):
         self.head = layers.Linear(members, d, info.output_dim, bias=False)  # the unembedding
         self.scale = spec.output_scale
         self.sequence = info.sequence
+        self.query_position = spec.query_position % info.input_shape[0]  # from the start
 
     def site_names(self) -> list[str]:
-        per_layer = [f"{kind}.{i}" for i in range(self.n_layers) for kind in ("attn", "mlp", "resid")]
-        return ["embed", *per_layer, "penultimate", "logits"]
+        kinds = ["resid_pre", "q", "k", "v", "attn", "head_out", *([] if self.attn_only else ["mlp"]), "resid"]
+        return ["embed", *(f"{kind}.{i}" for i in range(self.n_layers) for kind in kinds), "penultimate", "logits"]
 
-    def forward(self, x: torch.Tensor, capture: Capture | None = None) -> torch.Tensor:
+    def head_axis(self, site: str) -> int | None:
+        kind, _, layer = site.partition(".")
+        return HEAD_AXES.get(kind) if layer else None
+
+    def forward(self, x: torch.Tensor, sites: Sites | None = None) -> torch.Tensor:
         h = self.embed(x)
         if self.pos is not None:
             h = h + self.pos.weight.unsqueeze(1)
-        if capture is not None:
-            capture("embed", h)
+        if sites is not None:
+            h = sites("embed", h)
+        query_only = False
         for i, block in enumerate(self.blocks):
-            # Classifying a sequence, the readout sees only the last position, so the final
+            # Classifying a sequence, the readout sees only the query position, so the final
             # block computes only that position's query and MLP (a third of the work at 3
-            # tokens) unless a site of it is captured whole.
+            # tokens) unless a site of it that holds every position is read or edited.
             final = i == self.n_layers - 1 and not self.sequence
-            captured = capture is not None and any(f"{kind}.{i}" in capture.wanted for kind in ("attn", "mlp", "resid"))
-            h = block(h, i, capture, last_only=final and not captured)
-        read = h if self.sequence else h[:, :, -1]  # a sequence task reads every position
+            touched = sites is not None and any(sites.touches(f"{kind}.{i}") for kind in FULL_POSITION_SITES)
+            query_only = final and not touched
+            h = block(h, i, sites, query=self.query_position if query_only else None)
+        # a sequence task reads every position; a classifier its query position
+        read = h if self.sequence else h[:, :, -1 if query_only else self.query_position]
         if self.ln_final is not None:
             read = self.ln_final(read)
-        return self.output(read, capture)
+        return self.output(read, sites)

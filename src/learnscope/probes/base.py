@@ -3,6 +3,8 @@
 A probe names what it needs (outputs of a split, activations of a site);
 the ProbeContext runs one forward pass per split for all probes of a probe
 step, in eval mode and without gradients, and hands each probe its view.
+The interventions' edits of the model's sites at that step apply in these
+passes too: the probes measure the model that trains.
 Every probe returns one value per seed: tensors of shape [S].
 """
 
@@ -13,8 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from learnscope.errors import SpecError, one_of
-from learnscope.models.base import Capture, EnsembleModel
+from learnscope.errors import LearnscopeError, SpecError, one_of
+from learnscope.models.base import EnsembleModel, Sites
 from learnscope.models.trainer_view import TrainerView
 from learnscope.spec import ProbeSpec
 from learnscope.tasks.base import TaskInfo
@@ -81,6 +83,33 @@ def needs_classification(info: TaskInfo, path: str, what: str) -> None:
         raise SpecError(path, f"{what} needs a classification task; this task is regression (mse)")
 
 
+def check_tensors(function: str, arguments: dict[str, tuple[object, str, str]]) -> None:
+    """The arguments of a public probe function, or one LearnscopeError naming
+    the function, the argument, what it needs and what it got. Each argument
+    is (value, layout, kind): layout one letter per axis ("[S, N, D]"), and
+    arguments that share a letter must agree on its size; kind "floating" or
+    "integer" (its elements)."""
+    sizes: dict[str, tuple[str, int]] = {}
+    for name, (value, layout, kind) in arguments.items():
+        axes = layout.strip("[]").split(", ")
+        if not isinstance(value, torch.Tensor):
+            raise LearnscopeError(f"{function}: {name} must be a torch.Tensor {layout}; got {type(value).__name__}")
+        if value.dim() != len(axes):
+            raise LearnscopeError(f"{function}: {name} must be {layout} ({len(axes)} axes); "
+                                  f"got shape {tuple(value.shape)}")
+        floating = value.is_floating_point()
+        integer = not floating and not value.is_complex() and value.dtype != torch.bool
+        if not (floating if kind == "floating" else integer):
+            what = "floating-point numbers" if kind == "floating" else "integers"
+            raise LearnscopeError(f"{function}: {name} must hold {what}; got {value.dtype}")
+        for axis, size in zip(axes, value.shape):
+            if axis in sizes and sizes[axis][1] != size:
+                other, expected = sizes[axis]
+                raise LearnscopeError(f"{function}: {name} has {axis} = {size} ({layout}, shape "
+                                      f"{tuple(value.shape)}) but {other} has {axis} = {expected}")
+            sizes.setdefault(axis, (name, size))
+
+
 def needs_one_label_per_example(info: TaskInfo, path: str, what: str) -> None:
     needs_classification(info, path, what)
     if info.sequence:
@@ -133,6 +162,8 @@ class ProbeContext:
         whole = [self._needs.examples(s) is ALL for s in (split, *parts)]
         if not parts or not all(whole) or self._needs.sites.get(split):
             return False
+        if self.trainer.site_edits(slice(0, self.trainer.members), slice(0, 1)):
+            return False  # an edit may read the examples beside it (a mean over them): measure the split itself
         self._outputs[split] = torch.cat([self.outputs(part) for part in parts], dim=1)
         self._sites[split] = {}
         return True
@@ -145,12 +176,17 @@ class ProbeContext:
         sites = self._needs.sites.get(split, set())
         site_limit = self._needs.site_examples.get(split, 0) if sites else 0
         outs, captured = [], {site: [] for site in sites}
+        members = slice(0, x.shape[0])
         was_training = self.model.training
         self.model.eval()
         try:
             for start in range(0, x.shape[1], CHUNK):
-                capture = Capture(sites) if start < site_limit else None
-                outs.append(self.model(x[:, start : start + CHUNK], capture))
+                chunk = x[:, start : start + CHUNK]
+                # the interventions' site edits of this step: the probes measure the edited model
+                edits = self.trainer.site_edits(members, slice(start, start + chunk.shape[1]))
+                read = sites if start < site_limit else ()
+                capture = Sites(read=read, edits=edits) if read or edits else None
+                outs.append(self.model(chunk, capture))
                 if capture is not None:
                     for site, value in capture.acts.items():
                         captured[site].append(value)

@@ -1,6 +1,9 @@
 """Geometry of representations at a site: effective rank, neural collapse,
 feature-label kernel alignment. Computed for all seeds in batched calls,
-in float64 (the quantities involve small eigenvalues)."""
+in float64 whatever the inputs' precision: the quantities involve small
+eigenvalues, and a pseudo-inverse in float32 inverts rounding noise (NC1 of
+1.8e10 on float32 features where float64 gives 0.78). The public functions
+check their arguments' shapes and dtypes and refuse bad ones in one line."""
 
 from __future__ import annotations
 
@@ -9,8 +12,15 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from learnscope import registry
-from learnscope.errors import SpecError
-from learnscope.probes.base import Needs, Probe, ProbeContext, check_splits, needs_one_label_per_example
+from learnscope.errors import LearnscopeError, SpecError
+from learnscope.probes.base import (
+    Needs,
+    Probe,
+    ProbeContext,
+    check_splits,
+    check_tensors,
+    needs_one_label_per_example,
+)
 
 
 class _SiteProbe(Probe):
@@ -31,8 +41,10 @@ class _SiteProbe(Probe):
 
 
 def effective_rank(features: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """RankMe: exp of the entropy of the normalized singular values, [S]."""
-    sigma = torch.linalg.svdvals(features)
+    """RankMe: exp of the entropy of the normalized singular values of
+    features [S, N, D], per seed: [S] (float64)."""
+    check_tensors("effective_rank", {"features": (features, "[S, N, D]", "floating")})
+    sigma = torch.linalg.svdvals(features.double())
     p = sigma / sigma.sum(-1, keepdim=True) + eps
     return torch.exp(-(p * p.log()).sum(-1))
 
@@ -60,8 +72,23 @@ def neural_collapse(
     nc3: || W/||W||_F - M'/||M||_F ||_F^2: classifier vs centered means (self-duality).
     nc4: share of examples where the network's prediction equals the
          nearest-class-center prediction (agreement; 1 at collapse).
-    Classes absent from the examples are left out of every term.
+    Classes absent from the examples are left out of every term. Computed in
+    float64 (features and readout of any floating dtype are cast); [S] each.
     """
+    check_tensors("neural_collapse", {
+        "features": (features, "[S, N, D]", "floating"), "labels": (labels, "[S, N]", "integer"),
+        "readout": (readout, "[S, C, D]", "floating"), "logits": (logits, "[S, N, C]", "floating"),
+    })
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+        raise LearnscopeError(f"neural_collapse: classes must be a positive integer; got {classes!r}")
+    if readout.shape[1] != classes:
+        raise LearnscopeError(f"neural_collapse: readout has C = {readout.shape[1]} rows but classes = {classes}")
+    if features.shape[1] == 0:
+        raise LearnscopeError("neural_collapse: features hold no examples (N = 0)")
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= classes:
+        raise LearnscopeError(f"neural_collapse: labels must lie in 0..{classes - 1}; got {low}..{high}")
+    features, readout, labels = features.double(), readout.double(), labels.long()
     # Centre first: with a large common offset, class means minus the global
     # mean would lose the structural zero of sum_c n_c (mu_c - mu_G) to
     # rounding, and the pseudo-inverse below would keep that direction.
@@ -132,9 +159,11 @@ def kernel_alignment(features: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     """Centered kernel alignment between K = FF' and L = YY', per seed:
     <HKH, HLH>_F / (||HKH||_F ||HLH||_F), H the centering matrix.
     With centered columns this is ||F'Y||^2 / (||F'F|| ||Y'Y||), which needs
-    no N x N matrix."""
-    f = features - features.mean(1, keepdim=True)
-    y = targets - targets.mean(1, keepdim=True)
+    no N x N matrix. features [S, N, D], targets [S, N, K]; [S] (float64)."""
+    check_tensors("kernel_alignment", {"features": (features, "[S, N, D]", "floating"),
+                                       "targets": (targets, "[S, N, K]", "floating")})
+    f = features.double() - features.double().mean(1, keepdim=True)
+    y = targets.double() - targets.double().mean(1, keepdim=True)
     cross = torch.linalg.matrix_norm(f.transpose(1, 2) @ y).square()
     return cross / (torch.linalg.matrix_norm(f.transpose(1, 2) @ f) * torch.linalg.matrix_norm(y.transpose(1, 2) @ y))
 

@@ -26,13 +26,19 @@ import torch
 from pydantic import Field
 
 from learnscope import registry
+from learnscope.errors import LearnscopeError
 from learnscope.losses import example_losses
-from learnscope.probes.base import ALL, Needs, Probe, ProbeContext, check_splits
+from learnscope.probes.base import ALL, Needs, Probe, ProbeContext, check_splits, check_tensors
 
 
 def membership_auc(member_scores: torch.Tensor, nonmember_scores: torch.Tensor) -> torch.Tensor:
     """Per row, P(member score > non-member score) + ½ P(equal): [S, m], [S, n] -> [S];
-    NaN for a row with a NaN score (a model whose loss is undefined)."""
+    NaN for a row with a NaN score (a model whose loss is undefined). Computed in float64."""
+    check_tensors("membership_auc", {"member_scores": (member_scores, "[S, M]", "floating"),
+                                     "nonmember_scores": (nonmember_scores, "[S, K]", "floating")})
+    if member_scores.shape[1] == 0 or nonmember_scores.shape[1] == 0:
+        raise LearnscopeError("membership_auc: needs at least one member and one non-member score per seed; got "
+                              f"{member_scores.shape[1]} and {nonmember_scores.shape[1]}")
     members, nonmembers = member_scores.double().contiguous(), nonmember_scores.double().sort(-1).values.contiguous()
     below = torch.searchsorted(nonmembers, members, side="left")  # non-members scoring lower
     not_above = torch.searchsorted(nonmembers, members, side="right")  # ... lower or equal

@@ -44,7 +44,7 @@ def write_report(store: Store, run_ids: Sequence[str], out: str | Path | None = 
         arms = {label or run.record.name: data for label, data in run.arm_data().items()}
         for label, data in arms.items():
             name = label if len(runs) == 1 else f"{run.id}:{label}"
-            stream = Stream.of(data.experiment)
+            stream = Stream.of(data.experiment) if data.has_experiment else None  # a watch run has no schedule
             switches = tuple(block.start for block in stream.switches()) if stream else ()
             series.append(Series(name, data, switches))
             if stream is not None and arm_measures(data) is not None:

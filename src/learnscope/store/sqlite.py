@@ -41,6 +41,12 @@ DEFAULT_DIR = "learnscope-runs"
 ENV_VAR = "LEARNSCOPE_STORE"
 STATUSES = ("running", "finished", "failed", "interrupted")
 STOPPED = "the process running it stopped before it finished (killed or crashed); `learnscope resume {run}` continues it"
+# Runs learnscope trains are experiments or phenomena (their arms are experiments); a run that
+# ls.watch recorded in the user's own training loop is a "watch": its spec describes the
+# loop (probes, data sizes, model class), not an Experiment, and it cannot be resumed.
+KINDS = ("experiment", "phenomenon", "watch")
+WATCH = "watch"
+STOPPED_WATCH = "the process watching it stopped before the watch was closed (killed or crashed)"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -102,7 +108,7 @@ RUN_COLUMNS = "id, name, kind, parent, arm, spec, seeds, status, reason, created
 class RunRecord:
     id: str
     name: str
-    kind: str  # "experiment" or "phenomenon"
+    kind: str  # one of KINDS: "experiment", "phenomenon" or "watch"
     parent: str | None
     arm: str | None
     spec: dict[str, Any]
@@ -336,7 +342,8 @@ class Store:
         r[6] = json.loads(r[6])
         record = RunRecord(*r)
         if record.status == "running" and not self._owned(record.parent or record.id):
-            return replace(record, status="interrupted", reason=STOPPED.format(run=record.parent or record.id))
+            reason = STOPPED_WATCH if record.kind == WATCH else STOPPED.format(run=record.parent or record.id)
+            return replace(record, status="interrupted", reason=reason)
         return record
 
     def get_run(self, run_id: str) -> RunRecord:

@@ -1,10 +1,11 @@
 """The hook points at which interventions change training.
 
 Per update: at a stream's switch of block `on_block`; the batch may be
-changed (`batch`); loss terms are added to the task loss (`loss`); after
-backward the gradients may be changed (`after_backward`); after the
-optimizer step, the weights (`after_step`). Every hook sees all S seeds at
-once and must treat them independently.
+changed (`batch`); the model's sites may be edited in every forward pass
+(`site_edits`, also in the probes' passes); loss terms are added to the task
+loss (`loss`); after backward the gradients may be changed
+(`after_backward`); after the optimizer step, the weights (`after_step`).
+Every hook sees all S seeds at once and must treat them independently.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 
 from learnscope.errors import SpecError
+from learnscope.models.base import Edit
 from learnscope.models.trainer_view import TrainerView
 from learnscope.spec import InterventionSpec
 from learnscope.tasks.base import Block
@@ -80,6 +82,15 @@ class InterventionState:
         """Change the update's batch [S, B, ...] (e.g. add replayed examples: at
         most `extra_examples` per seed)."""
         return x, y
+
+    def site_edits(self, trainer: TrainerView, step: int, members: slice, examples: slice) -> dict[str, Edit]:
+        """Edits of the model's sites (site -> edit, models.base.Sites) for one forward
+        pass at `step` over the seeds `members` and the `examples` (their positions in
+        the update's batch, or in the probed split): the trainer's training passes
+        and the probes' passes alike, so that what trains and what is measured is
+        the edited model. A probe at step t sees the edits of update t. An edit
+        that reads the whole batch (a mean over it) needs `whole_batches`."""
+        return {}
 
     # an objective that reads the batch's layout (e.g. forget examples first, then retain
     # ones) needs every pass to hold whole batches: the trainer then splits only seeds

@@ -24,13 +24,14 @@ from torch.func import functional_call
 from learnscope import faults
 from learnscope.errors import SpecError, one_of
 from learnscope.losses import example_losses
-from learnscope.models.base import Model
+from learnscope.models.base import Edit, Model, Sites
 from learnscope.probes.base import Needs, Probe, ProbeContext
 from learnscope.seeding import generator
 from learnscope.spec import Experiment
 from learnscope.tasks.base import Task
 from learnscope.train.allocator import keep_freed_memory
 from learnscope.train.data import BatchSampler, EnsembleData, gather
+from learnscope.train.devices import deterministic_on, resolve_device
 from learnscope.train.hooks import Intervention
 from learnscope.train.optim import make_optimizer, set_lr
 from learnscope.train.passes import PassPlan, activation_bytes_per_example, plan_passes
@@ -61,13 +62,18 @@ def interventions_of(experiment: Experiment) -> list[Intervention]:
     return cast("list[Intervention]", experiment.interventions)
 
 
+def _then(first: Edit, second: Edit) -> Edit:
+    return lambda value: second(first(value))
+
+
 class Trainer:
-    def __init__(self, experiment: Experiment, device: str | torch.device = "cpu"):
+    def __init__(self, experiment: Experiment, device: str | torch.device | None = "cpu"):
         keep_freed_memory()
         self.experiment = experiment
         self.recipe = experiment.recipe
         self.seeds = experiment.seed_list
-        self.device = torch.device(device)
+        self.device = resolve_device(device)  # "auto", "cpu", "cuda", "mps"; one line if not on this machine
+        deterministic_on(self.device)
         self.data = EnsembleData(task_of(experiment), self.seeds, self.device)
         self.info = self.data.info
         self.model = model_of(experiment).build(self.info, self.seeds).to(self.device)
@@ -239,7 +245,9 @@ class Trainer:
             xc, yc = x[members, examples], y[members, examples]
             share = yc.shape[1] / n
             leaves = self._group_leaves(members) if grouped else None
-            outputs = self.model(xc) if leaves is None else functional_call(self.model, leaves, (xc,))
+            edits = self.site_edits(members, examples)
+            sites = Sites(edits=edits) if edits else None
+            outputs = self.model(xc, sites) if leaves is None else functional_call(self.model, leaves, (xc, sites))
             task = self.loss_per_seed(outputs, yc)
             loss = task
             active = self.interventions if interventions else ()
@@ -263,6 +271,17 @@ class Trainer:
                 task_loss[members] += task.detach() * share
         assert task_loss is not None  # set by the one pass, or zeros before several
         return task_loss
+
+    def site_edits(self, members: slice, examples: slice) -> dict[str, Edit]:
+        """The interventions' edits of the model's sites for one forward pass at this
+        step (InterventionState.site_edits); two edits of one site apply in the
+        interventions' order. Empty (and the pass edits nothing) without any."""
+        edits: dict[str, Edit] = {}
+        for state in self.interventions:
+            for site, edit in state.site_edits(self, self.step, members, examples).items():
+                earlier = edits.get(site)
+                edits[site] = edit if earlier is None else _then(earlier, edit)
+        return edits
 
     def gradients(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
         """The task-loss gradient on a batch, one tensor per parameter, leaving
@@ -342,9 +361,14 @@ class Trainer:
                 index, _, name = rest.partition("/")
                 target = optimizer_state if kind == "optimizer" else interventions
                 target.setdefault(int(index), {})[name] = value
+        # a checkpoint loads onto this trainer's device, whichever it was written from: the
+        # optimizer moves its state to its parameters' device; an intervention's tensors go
+        # where its fresh state keeps them (the trainer's device for those it has not made yet)
         self.optimizer.load_state_dict({"state": optimizer_state, "param_groups": meta["param_groups"]})
         for j, intervention in enumerate(self.interventions):
-            intervention.load_state_dict(interventions.get(j, {}))
+            fresh = intervention.state_dict()
+            intervention.load_state_dict({key: value.to(fresh[key].device if key in fresh else self.device)
+                                          for key, value in interventions.get(j, {}).items()})
         self.diverged = tensors["diverged"].clone()
         self._held = [p.detach().clone() for p in self.params] if bool(self.diverged.any()) else []
         self.step = int(meta["step"])
