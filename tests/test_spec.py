@@ -184,6 +184,13 @@ def test_override_on_component_given_by_name_only():
     assert exp.with_overrides(["model.hidden=[8]"]).model.hidden == [8]
 
 
+def test_override_of_a_section_the_spec_file_leaves_at_its_defaults(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("task: {name: modular-arithmetic, p: 13}\nmodel: mlp\n")
+    exp = load_experiment(spec, ["recipe.steps=7"])
+    assert exp.recipe.steps == 7 and exp.recipe.lr == Experiment.model_fields["recipe"].default.lr
+
+
 def test_override_seeds_count():
     exp = Experiment.model_validate(base())
     assert exp.with_overrides([], seeds=5).seed_list == [0, 1, 2, 3, 4]

@@ -381,9 +381,9 @@ def set_key(raw: dict, key: str, value: Any) -> None:
             node = node[_list_index(node, part, path)]
             continue
         if part not in node:
-            if i == 0:
+            if i == 0 and part not in Experiment.model_fields:
                 raise SpecError(path, f"unknown key; {one_of(part, Experiment.model_fields)}")
-            node[part] = {}
+            node[part] = {}  # a section the spec leaves at its defaults (recipe)
         if isinstance(node[part], str):  # a component given by name only
             node[part] = {"name": node[part]}
         if not isinstance(node[part], (dict, list)):
