@@ -19,11 +19,10 @@ member never depends on its ensemble mates (nor on, nor changes, the global
 RNG state). The members' parameters become stacked `nn.Parameter`s of the
 ensemble ([S, *shape], named `net.<the member's parameter name>`), so the
 optimizer, checkpoints, resume, `init_from` and divergence handling work as
-for the built-in models; the forward pass is `torch.func.vmap` over a
-functional call of one template member (on the meta device, ties such as a
-tied unembedding kept): each pass writes the member's slices of the stacked
-tensors into the template's parameter and buffer tables, as
-`torch.func.functional_call` does, and puts the meta tensors back. What a member holds beyond its
+for the built-in models; the forward pass is `torch.func.vmap` over
+`torch.func.functional_call` of one template member (on the meta device;
+ties such as a tied unembedding kept) with each seed's slices of the
+stacked tensors. What a member holds beyond its
 trainable parameters (buffers, parameters with requires_grad off) must be
 the same for every seed and must not change in forward: it is shared, not
 stacked, and not checkpointed. Random operations in forward (dropout in
@@ -70,7 +69,7 @@ from typing import Any
 import torch
 from pydantic import Field, field_validator
 from torch import nn
-from torch.func import vmap
+from torch.func import functional_call, vmap
 
 from learnscope import registry
 from learnscope.errors import LearnscopeError, SpecError, one_of
@@ -474,19 +473,10 @@ class ModuleEnsemble(EnsembleModel):
         self.unbatched = dict(found.unbatched)
         self.call_kwargs = dict(call_kwargs)
         self.final = found.final
-        # Where each tensor goes in the template: every (table, key) it fills, so that a tied
-        # tensor (a tied unembedding) fills each of its names. A pass writes the tables
-        # directly, as torch.func.functional_call does, minus its per-pass searches.
+        # The tensors a pass hands torch.func.functional_call, by the member's names; tied
+        # tensors (a tied unembedding) appear once and functional_call ties their other names.
+        self._names = [name for name, _, _ in [*self._stacked, *self._fixed]]
         canonical = {id(t): n for n, t in [*template.named_parameters(), *template.named_buffers()]}
-        slots: dict[str, list[tuple[dict, str]]] = {}
-        for module in template.modules():
-            tables: tuple[dict[str, Any], ...] = (module._parameters, module._buffers)
-            for table in tables:
-                for key, value in table.items():
-                    if value is not None:
-                        slots.setdefault(canonical[id(value)], []).append((table, key))
-        self._fill = [slots[name] for name, _, _ in [*self._stacked, *self._fixed]]
-        self._meta = [(table, key, table[key]) for entries in slots.values() for table, key in entries]
         self.readout_name = None
         if found.final is not None:
             self.readout_name = canonical[id(template.get_submodule(found.final).weight)]
@@ -594,13 +584,9 @@ class ModuleEnsemble(EnsembleModel):
             captured: dict[str, torch.Tensor] = {}
             handles = self._hooks(capture, dict(zip(replaced_names, replacements)), captured) if hooked else ()
             try:
-                for entries, tensor in zip(self._fill, (*params, *fixed)):
-                    for table, key in entries:
-                        table[key] = tensor
-                out = template(inputs, **self.call_kwargs)
+                tensors = dict(zip(self._names, (*params, *fixed)))
+                out = functional_call(template, tensors, (inputs,), dict(self.call_kwargs))
             finally:
-                for table, key, meta in self._meta:  # no tensor of this pass stays in the template
-                    table[key] = meta
                 for handle in handles:
                     handle.remove()
             return output_tensor(out), tuple(captured[s] for s in capture)
