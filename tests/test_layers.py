@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("store",),
     ("results",),
     ("catalog", "continual"),
-    ("runs", "runner"),
+    ("runs", "runner", "compare"),
     ("report",),
     ("cli", "watching", "__main__", ""),  # "": the package itself, its public names
 ]

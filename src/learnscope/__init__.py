@@ -24,6 +24,7 @@ _EXPORTS = {
     "Store": "learnscope.store.sqlite",
     "Trainer": "learnscope.train.trainer",
     "check_signature": "learnscope.runner",
+    "compare_runs": "learnscope.compare",
     "load_experiment": "learnscope.spec",
     "load_plugin": "learnscope.registry",
     "report_run": "learnscope.report",

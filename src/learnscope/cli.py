@@ -1,4 +1,4 @@
-"""The command line: list, run, resume, verify, sites, show, runs, report, export.
+"""The command line: list, run, resume, verify, sites, show, runs, compare, report, export.
 
 Bad input ends in one line on stderr naming what is wrong and what is
 valid, exit code 2, no traceback. Human output goes to stdout; with --json,
@@ -15,9 +15,11 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from learnscope import registry
+from learnscope.compare import Comparison, compare_runs
 from learnscope.errors import LearnscopeError, did_you_mean
 from learnscope.progress import TrainingProgress
 from learnscope.report import report_run
@@ -434,6 +436,80 @@ def runs(store: StoreOpt = None,
     _console(False).print(table)
 
 
+# ------------------------------------------------------------------ compare
+
+SPEC_DIFF_KEY = "_spec_diff"  # compare --json: beside the metric keys; no built-in metric name begins with "_"
+
+
+@app.command()
+def compare(
+    run_a: Annotated[str, typer.Argument(help="run A, the baseline")],
+    run_b: Annotated[str, typer.Argument(help="run B: differences are B − A")],
+    metrics: Annotated[Optional[list[str]], typer.Option(
+        "--metric", help="only this metric (repeatable): a name, in every paired arm, or ARM:name")] = None,
+    store: StoreOpt = None,
+    plugin: PluginOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Two runs' final metrics paired by seed: B − A with its 95% CI, p and n; and how their specs differ.
+
+    Per metric recorded in both: the mean over seeds of B − A, its 95%
+    t-interval, the two-sided paired t-test's p-value, and n, the seeds
+    paired. Seed s of A pairs with seed s of B; only seeds in both runs that
+    diverged in neither are used. Two phenomenon runs pair arm by arm, each
+    arm with the arm of the same name (shown as ARM:metric); two runs of one
+    arm each (an experiment, a watched loop, or a phenomenon's arm, RUN.ARM)
+    pair as they are.
+    """
+    st = _existing_store(store)
+    result = compare_runs(Run(st, run_a), Run(st, run_b), metrics or ())
+    if as_json:
+        payload: dict = {d.key: d.as_dict() for d in result.differences}
+        if SPEC_DIFF_KEY in payload:  # a plugin's metric of that name: refuse rather than overwrite it
+            raise LearnscopeError(f"metric '{SPEC_DIFF_KEY}' takes the key compare --json reserves; select others "
+                                  "with --metric")
+        payload[SPEC_DIFF_KEY] = result.spec_diff.as_dict()
+        print(json.dumps(_finite(payload), default=str))
+        return
+    _print_comparison(result, _console(False))
+
+
+def _print_comparison(result: Comparison, console: Console) -> None:
+    console.print(f"[bold]B − A[/bold]  A {result.a}  B {result.b}  paired seeds {' '.join(map(str, result.seeds))}")
+    for arm_a, arm_b in result.arms:
+        if arm_a != arm_b:
+            console.print(f"arms paired: A's {arm_a or '(the run)'} with B's {arm_b or '(the run)'}")
+    if result.left_out:
+        console.print("left out: " + ", ".join(f"seed {seed} ({why})" for seed, why in result.left_out.items()))
+    multi_arm = any(d.arm for d in result.differences)
+    table = Table(*(["arm"] if multi_arm else []), "metric", "A mean", "B mean", "difference [95% CI]", "p", "n")
+    for d in result.differences:
+        s = d.stats
+        cells = [escape(d.metric), fmt(s.mean_a), fmt(s.mean_b), f"{fmt(s.mean_difference)} [{fmt(s.ci_low)}, {fmt(s.ci_high)}]",
+                 fmt(s.p_value), str(s.n)]
+        table.add_row(*([escape(d.arm)] if multi_arm else []), *cells)
+    console.print(table)
+    for d in result.differences:
+        if d.stats.note:
+            console.print(f"{d.key}: {d.stats.note}")
+    for side, keys in (("A", result.only_a), ("B", result.only_b)):
+        if keys:
+            console.print(f"only in {side}: {', '.join(keys)}")
+    diff = result.spec_diff
+    if not diff:
+        console.print("specs: identical")
+        return
+    specs = Table("spec key", "A", "B", title="spec diff")
+    shown = lambda value: escape(json.dumps(value, default=str))
+    for key, (a, b) in diff.changed.items():
+        specs.add_row(escape(key), shown(a), shown(b))
+    for key, value in diff.only_a.items():
+        specs.add_row(escape(key), shown(value), "(absent)")
+    for key, value in diff.only_b.items():
+        specs.add_row(escape(key), "(absent)", shown(value))
+    console.print(specs)
+
+
 # ------------------------------------------------------------------ report / export
 
 
@@ -456,15 +532,17 @@ def report(
 @app.command()
 def export(
     run_id: Annotated[str, typer.Argument(help="a run id")],
-    format: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
-    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="output file")] = None,
+    format: Annotated[str, typer.Option("--format", help="csv, parquet, tensorboard or mlflow")] = "csv",
+    out: Annotated[Optional[Path], typer.Option(
+        "-o", "--out", help="output file; a directory for tensorboard and mlflow (default RUN.csv, RUN-mlflow, ...)")] = None,
     store: StoreOpt = None,
     plugin: PluginOpt = None,
 ):
-    """Metric rows (run_id, seed, step, name, value) to CSV or Parquet."""
+    """Metric rows (run_id, seed, step, name, value) to CSV or Parquet; or the run, per arm and seed, with its
+    spec, as TensorBoard event files or an MLflow store (the extras learnscope[tensorboard], learnscope[mlflow])."""
     from learnscope.store.export import export_metrics
 
-    path, rows = export_metrics(_existing_store(store), run_id, format, out or Path(f"{run_id}.{format}"))
+    path, rows = export_metrics(_existing_store(store), run_id, format, out)
     print(f"wrote {rows} rows to {path}")
 
 
