@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("catalog", "continual"),
     ("runs", "runner", "compare"),
     ("report",),
+    ("sweep",),
     ("cli", "watching", "__main__", ""),  # "": the package itself, its public names
 ]
 

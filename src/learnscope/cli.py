@@ -1,4 +1,4 @@
-"""The command line: list, run, resume, verify, sites, show, runs, compare, report, export.
+"""The command line: list, run, sweep, resume, verify, sites, show, runs, compare, report, export.
 
 Bad input ends in one line on stderr naming what is wrong and what is
 valid, exit code 2, no traceback. Human output goes to stdout; with --json,
@@ -255,6 +255,94 @@ def _conclude(result: Run, name: str, console: Console, report: bool, as_json: b
 
 
 @app.command()
+def sweep(
+    target: Annotated[str, typer.Argument(help="a phenomenon name (see `learnscope list`) or a spec file")],
+    grid: Annotated[list[str], typer.Option(
+        "--grid", help="a swept key and its values: --grid recipe.lr=0.03,0.1,0.3; one arm of a phenomenon: "
+                       "--grid ARM:recipe.lr=...; lists: --grid 'model.hidden=[32],[64]' (repeatable: the "
+                       "Cartesian product)")],
+    seeds: SeedsOpt = None,
+    quick: QuickOpt = False,
+    overrides: SetOpt = None,
+    backend: Annotated[str, typer.Option("--backend", help="where trials run: local (this process, one after "
+                                                           "another)")] = "local",
+    store: StoreOpt = None,
+    plugin: PluginOpt = None,
+    run_id: Annotated[Optional[str], typer.Option("--run-id", help="id for the new sweep")] = None,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="write the sweep report at the end")] = True,
+    as_json: JsonOpt = False,
+    device: DeviceOpt = None,
+) -> None:
+    """Run a phenomenon or a spec file at every point of a grid of values, every trial with the same seeds."""
+    from learnscope.sweep import run_sweep
+    from learnscope.sweep.backends import get_backend
+    from learnscope.train.devices import resolve_device
+
+    get_backend(backend)  # an unknown backend: one line, before any work
+    where = resolve_device(device or "cpu")
+    if target not in registry.phenomena and not _is_spec_file(target):
+        raise _unknown_target(target)
+    console = _console(as_json)
+    progress = TrainingProgress(Console(stderr=True), enabled=sys.stderr.isatty() or not as_json)
+    swept = run_sweep(target, grid, seeds, quick, overrides or (), store, backend, run_id, progress, where)
+    _conclude_sweep(swept, console, report, as_json)
+
+
+def _conclude_sweep(swept, console: Console, report: bool, as_json: bool) -> None:
+    rows = swept.trials()
+    _print_sweep(swept, rows, console)
+    report_path = None
+    if report:
+        from learnscope.sweep.report import write_sweep_report
+
+        report_path = write_sweep_report(swept)
+        console.print(f"report: {report_path}")
+    if as_json:
+        payload = {"sweep_id": swept.id, "status": swept.status, "seeds": swept.record.seeds,
+                   "axes": {a.label: a.values for a in swept.axes},
+                   "trials": [{"run_id": r.run_id, "values": r.values, "status": r.status,
+                               "duration": r.duration} for r in rows],
+                   "report": str(report_path) if report_path else None}
+        try:
+            best, metric = swept.best(None, rows)
+            payload["best"] = {"run_id": best.run_id, "metric": metric}
+        except LearnscopeError:
+            payload["best"] = None
+        print(json.dumps(_finite(payload), default=str))
+
+
+def _print_sweep(swept, rows, console: Console) -> None:
+    from learnscope.sweep import lower_is_better, t_interval
+
+    record = swept.record
+    console.print(f"[bold]{record.id}[/bold]  sweep of {record.name}  status [bold]{swept.status}[/bold]"
+                  + (f" ({escape(record.reason)})" if record.reason else "") + f"  seeds {record.seeds}")
+    metrics = swept.metrics(rows)
+    headline = metrics[0] if metrics else None
+    best = None
+    if headline:
+        try:
+            best = swept.best(headline, rows)[0]
+        except LearnscopeError:
+            best = None
+    labels = [a.label for a in swept.axes]
+    table = Table("trial", *(escape(label) for label in labels), "status", "seconds",
+                  *([f"{escape(headline)} mean [95% CI]"] if headline else []))
+    for r in rows:
+        cells = [r.run_id + (" ★" if best is not None and r.run_id == best.run_id else ""),
+                 *(escape(json.dumps(r.values[label])) for label in labels), r.status,
+                 fmt(r.duration) if r.duration is not None else "–"]
+        if headline:
+            mean, low, high = t_interval(r.final.get(headline, []))
+            cells.append(f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]")
+        table.add_row(*cells)
+    console.print(table)
+    if best is not None and headline:
+        better = "lower" if lower_is_better(headline) else "higher"
+        console.print(f"best trial by the mean of {headline} ({better} is better): {best.run_id}")
+
+
+@app.command()
 def resume(
     run_id: Annotated[str, typer.Argument(help="an interrupted or failed run")],
     store: StoreOpt = None,
@@ -270,7 +358,14 @@ def resume(
 
     console = _console(as_json)
     progress = TrainingProgress(Console(stderr=True), enabled=sys.stderr.isatty() or not as_json)
-    result = resume_run(run_id, _existing_store(store), progress, device if device is not None else "recorded")
+    st = _existing_store(store)
+    if st.get_run(run_id).kind == "sweep":
+        from learnscope.sweep import resume_sweep
+
+        swept = resume_sweep(run_id, st, progress, device if device is not None else "recorded")
+        _conclude_sweep(swept, console, report, as_json)
+        return
+    result = resume_run(run_id, st, progress, device if device is not None else "recorded")
     _conclude(result, result.record.name, console, report, as_json)
 
 
@@ -389,8 +484,22 @@ def _model_sites(experiment) -> dict[str, tuple[tuple[int, ...], int | None]]:
 @app.command()
 def show(run_id: Annotated[str, typer.Argument(help="a run id")], store: StoreOpt = None,
     plugin: PluginOpt = None, as_json: JsonOpt = False):
-    """A run's summary: per-seed final values, mean, std, 95% CI, signature."""
-    result = Run(_existing_store(store), run_id)
+    """A run's summary: per-seed final values, mean, std, 95% CI, signature; a sweep's trials."""
+    st = _existing_store(store)
+    if st.get_run(run_id).kind == "sweep":
+        from learnscope.sweep import Sweep
+
+        swept = Sweep(st, run_id)
+        rows = swept.trials()
+        if as_json:
+            print(json.dumps(_finite({"sweep_id": swept.id, "status": swept.status, "seeds": swept.record.seeds,
+                                      "trials": [{"run_id": r.run_id, "values": r.values, "status": r.status,
+                                                  "duration": r.duration, "final": r.final} for r in rows]}),
+                             default=str))
+            return
+        _print_sweep(swept, rows, _console(False))
+        return
+    result = Run(st, run_id)
     if as_json:
         verdict = result.verdict
         summary = result.summary().to_dict(orient="records")
@@ -422,10 +531,15 @@ def _json_default(value):
 def runs(store: StoreOpt = None,
     plugin: PluginOpt = None, limit: Annotated[int, typer.Option(min=1)] = 20, as_json: JsonOpt = False):
     """Recent runs with their status."""
-    records = _existing_store(store).list_runs(limit)
+    st = _existing_store(store)
+    records = st.list_runs(limit)
+    trials = {r.id: _sweep_trials(st, r) for r in records if r.kind == "sweep"}
     if as_json:
         print(json.dumps([{"run_id": r.id, "name": r.name, "kind": r.kind, "status": r.status,
-                           "reason": r.reason, "created": r.created} for r in records]))
+                           "reason": r.reason, "created": r.created,
+                           **({"trials": [{"run_id": t.id, "values": values, "status": t.status,
+                                           "duration": _duration(t)} for t, values in trials[r.id]]}
+                              if r.id in trials else {})} for r in records], default=str))
         return
     import time
 
@@ -433,7 +547,22 @@ def runs(store: StoreOpt = None,
     for r in records:
         table.add_row(r.id, r.name, r.kind, r.status, time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created)),
                       r.reason or "")
+        for t, values in trials.get(r.id, []):
+            swept = " ".join(f"{k}={json.dumps(v)}" for k, v in values.items())
+            seconds = _duration(t)
+            table.add_row(f"  └ {t.id}", escape(swept), t.kind, t.status,
+                          f"took {seconds:.2f} s" if seconds is not None else "", t.reason or "")
     _console(False).print(table)
+
+
+def _sweep_trials(st: Store, record) -> list:
+    """A sweep's trial runs (those begun) with their swept values."""
+    values = {t["run_id"]: t["values"] for t in record.spec.get("trials", [])}
+    return [(child, values.get(child.id, {})) for child in st.children(record.id)]
+
+
+def _duration(record) -> float | None:
+    return None if record.finished is None or record.status == "running" else record.finished - record.created
 
 
 # ------------------------------------------------------------------ compare
@@ -443,10 +572,12 @@ SPEC_DIFF_KEY = "_spec_diff"  # compare --json: beside the metric keys; no built
 
 @app.command()
 def compare(
-    run_a: Annotated[str, typer.Argument(help="run A, the baseline")],
-    run_b: Annotated[str, typer.Argument(help="run B: differences are B − A")],
+    run_a: Annotated[str, typer.Argument(help="run A, the baseline; or a sweep, alone: its trials compared")],
+    run_b: Annotated[Optional[str], typer.Argument(help="run B: differences are B − A")] = None,
     metrics: Annotated[Optional[list[str]], typer.Option(
         "--metric", help="only this metric (repeatable): a name, in every paired arm, or ARM:name")] = None,
+    baseline: Annotated[Optional[str], typer.Option(
+        "--baseline", help="with a sweep: the trial the others are compared with (default: the best)")] = None,
     store: StoreOpt = None,
     plugin: PluginOpt = None,
     as_json: JsonOpt = False,
@@ -462,6 +593,15 @@ def compare(
     pair as they are.
     """
     st = _existing_store(store)
+    if st.get_run(run_a).kind == "sweep":
+        if run_b is not None:
+            raise LearnscopeError(f"'{run_a}' is a sweep: compare it alone (its trials with the best or --baseline)")
+        _compare_sweep(st, run_a, baseline, metrics or (), as_json)
+        return
+    if run_b is None:
+        raise LearnscopeError("compare needs two runs, RUN_A RUN_B, or one sweep")
+    if baseline is not None:
+        raise LearnscopeError("--baseline applies to a sweep's trials; with two runs, A is the baseline")
     result = compare_runs(Run(st, run_a), Run(st, run_b), metrics or ())
     if as_json:
         payload: dict = {d.key: d.as_dict() for d in result.differences}
@@ -472,6 +612,22 @@ def compare(
         print(json.dumps(_finite(payload), default=str))
         return
     _print_comparison(result, _console(False))
+
+
+def _compare_sweep(st: Store, sweep_id: str, baseline: str | None, metrics, as_json: bool) -> None:
+    from learnscope.sweep import Sweep, compare_sweep
+
+    chosen, ranked_by, comparisons = compare_sweep(Sweep(st, sweep_id), baseline, metrics)
+    if as_json:
+        print(json.dumps(_finite({"sweep_id": sweep_id, "baseline": chosen, "ranked_by": ranked_by,
+                                  "trials": {c.b: {d.key: d.as_dict() for d in c.differences}
+                                             for c in comparisons}}), default=str))
+        return
+    console = _console(False)
+    why = f"the best trial by the mean of {ranked_by}" if ranked_by else "as named"
+    console.print(f"[bold]sweep {sweep_id}[/bold]: every trial against {chosen} ({why})")
+    for result in comparisons:
+        _print_comparison(result, console)
 
 
 def _print_comparison(result: Comparison, console: Console) -> None:
@@ -524,8 +680,15 @@ def report(
     from learnscope.report import write_report
 
     st = _existing_store(store)
-    for run_id in run_ids:
-        st.get_run(run_id)
+    sweeps = [run_id for run_id in run_ids if st.get_run(run_id).kind == "sweep"]
+    if sweeps:
+        if len(run_ids) > 1:
+            raise LearnscopeError(f"'{sweeps[0]}' is a sweep; report it alone")
+        from learnscope.sweep import Sweep
+        from learnscope.sweep.report import write_sweep_report
+
+        print(f"report: {write_sweep_report(Sweep(st, sweeps[0]), out)}")
+        return
     print(f"report: {write_report(st, run_ids, out)}")
 
 

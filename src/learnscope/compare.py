@@ -197,3 +197,9 @@ def compare_runs(run_a: Run, run_b: Run, metrics: Sequence[str] = ()) -> Compari
         differences.append(MetricDifference(label, name, paired, paired_difference(a, b)))
     return Comparison(run_a.id, run_b.id, pairs, seeds, left_out, differences, only_a, only_b,
                       spec_diff(run_a.record.spec, run_b.record.spec))
+
+
+def compare_with(baseline: Run, others: Sequence[Run], metrics: Sequence[str] = ()) -> list[Comparison]:
+    """`compare_runs(baseline, other)` for each of `others` (e.g. a sweep's
+    trials against its best one), in their order; the baseline itself is skipped."""
+    return [compare_runs(baseline, other, metrics) for other in others if other.id != baseline.id]

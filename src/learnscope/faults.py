@@ -3,7 +3,7 @@ environment, the process kills itself (SIGKILL, no cleanup, as a power cut
 or the OOM killer would) the N-th time it reaches the point NAME. Unset,
 `point` is one comparison. The points sit where a crash could leave work
 half done: inside a training step, inside a metric transaction, while a
-checkpoint file is written, between its rename and its record, between arms.
+checkpoint file is written, between its rename and its record, between arms, between a sweep's trials.
 """
 
 from __future__ import annotations

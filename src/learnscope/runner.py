@@ -176,9 +176,11 @@ def run_experiment(
     progress: TrainingProgress | bool = False,
     trainer: Trainer | None = None,
     device: Device = "cpu",
+    parent: str | None = None,
 ) -> Run:
     """Train an experiment's seed ensemble on `device`, recording everything in
-    the store (a given `trainer` keeps its own device)."""
+    the store (a given `trainer` keeps its own device). `parent`: the sweep the
+    run is a trial of (its process holds the sweep too)."""
     store = open_store(store)
     trainer = trainer or build_trainer(experiment, resolve_device(device))
     start_from(store, trainer, init_source(experiment))
@@ -186,7 +188,7 @@ def run_experiment(
     name = name or experiment.task.registry_name
     run_id = run_id or new_run_id(name)
     with store.hold(run_id):
-        store.create_run(run_id, name, experiment.to_dict(), trainer.seeds)
+        store.create_run(run_id, name, experiment.to_dict(), trainer.seeds, parent=parent)
         store.add_event(run_id, DEVICE_EVENT, {"device": str(trainer.device)})
         headline = _headline(experiment, None, trainer)
         _guarded(store, run_id, lambda: _train(store, run_id, trainer, _reporter(progress), name, headline))
@@ -268,9 +270,11 @@ def run_phenomenon(
     run_id: str | None = None,
     progress: TrainingProgress | bool = False,
     device: Device = "cpu",
+    parent: str | None = None,
 ) -> Run:
     """Run every arm of a phenomenon on `device`, then check its signature;
-    the verdict is stored as an event of the parent run."""
+    the verdict is stored as an event of the parent run. `parent`: the sweep
+    the run is a trial of."""
     store = open_store(store)
     device = resolve_device(device)
     _, arms = phenomenon_arms(name, quick, seeds, overrides)
@@ -280,7 +284,7 @@ def run_phenomenon(
     first = next(iter(arms.values())).experiment
     spec = {"phenomenon": name, "quick": quick, "arms": {arm: a.stored_spec() for arm, a in arms.items()}}
     with store.hold(run_id):
-        store.create_run(run_id, name, spec, first.seed_list, kind="phenomenon")
+        store.create_run(run_id, name, spec, first.seed_list, kind="phenomenon", parent=parent)
         store.add_event(run_id, DEVICE_EVENT, {"device": str(device)})
         _guarded(store, run_id, lambda: _complete_phenomenon(store, run_id, arms, trainers, _reporter(progress),
                                                              device))
@@ -319,16 +323,20 @@ def _complete_phenomenon(store: Store, run_id: str, arms: dict[str, Arm], traine
 
 
 def resume_run(run_id: str, store: Store | str | None = None, progress: TrainingProgress | bool = False,
-               device: Device | Literal["recorded"] = "recorded") -> Run:
+               device: Device | Literal["recorded"] = "recorded", within: str | None = None) -> Run:
     """Carry a stopped (interrupted or failed) run on from its last checkpoints,
     on the device it trained on ("recorded"; bit for bit) or on another one
-    (the checkpoints load there; the rest of the run then has that device's digits)."""
+    (the checkpoints load there; the rest of the run then has that device's digits).
+    `within`: the sweep resuming the run, one of its trials."""
     store = open_store(store)
     record = store.get_run(run_id)
-    if record.parent is not None:
-        raise LearnscopeError(f"run '{run_id}' is an arm of '{record.parent}'; resume '{record.parent}'")
+    if record.parent is not None and record.parent != within:
+        what = "a trial of the sweep" if store.get_run(record.parent).kind == "sweep" else "an arm of"
+        raise LearnscopeError(f"run '{run_id}' is {what} '{record.parent}'; resume '{record.parent}'")
     if record.status == "finished":
         raise LearnscopeError(f"run '{run_id}' already finished; there is nothing to resume")
+    if record.kind == "sweep":
+        raise LearnscopeError(f"run '{run_id}' is a sweep; `learnscope resume {run_id}` resumes its trials")
     if record.kind not in ("experiment", "phenomenon"):
         raise LearnscopeError(f"run '{run_id}' was recorded by ls.watch in its own training loop "
                               f"(kind {record.kind}); only runs learnscope trains can be resumed")

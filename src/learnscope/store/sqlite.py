@@ -43,8 +43,10 @@ STATUSES = ("running", "finished", "failed", "interrupted")
 STOPPED = "the process running it stopped before it finished (killed or crashed); `learnscope resume {run}` continues it"
 # Runs learnscope trains are experiments or phenomena (their arms are experiments); a run that
 # ls.watch recorded in the user's own training loop is a "watch": its spec describes the
-# loop (probes, data sizes, model class), not an Experiment, and it cannot be resumed.
-KINDS = ("experiment", "phenomenon", "watch")
+# loop (probes, data sizes, model class), not an Experiment, and it cannot be resumed. A
+# "sweep" holds no metrics: its spec holds the grid, its children are its trials (ordinary
+# experiment or phenomenon runs, ids SWEEP.tN).
+KINDS = ("experiment", "phenomenon", "watch", "sweep")
 WATCH = "watch"
 STOPPED_WATCH = "the process watching it stopped before the watch was closed (killed or crashed)"
 
@@ -108,7 +110,7 @@ RUN_COLUMNS = "id, name, kind, parent, arm, spec, seeds, status, reason, created
 class RunRecord:
     id: str
     name: str
-    kind: str  # one of KINDS: "experiment", "phenomenon" or "watch"
+    kind: str  # one of KINDS: "experiment", "phenomenon", "watch" or "sweep"
     parent: str | None
     arm: str | None
     spec: dict[str, Any]

@@ -1,0 +1,295 @@
+"""Sweeps: one experiment or phenomenon over a grid of values, each point a
+trial, every trial with the same seeds.
+
+A sweep is a run of kind "sweep" in the store. Its spec holds the target, the
+grid's axes and values, quick, seeds, the `--set` overrides, the backend and
+its trials (run id, swept values; an experiment trial's full spec). Each trial
+is an ordinary run (an experiment, or a phenomenon with its arms and verdict)
+whose parent is the sweep, with id `SWEEP.tN` (arms `SWEEP.tN.ARM`) and an
+event "sweep-trial" holding its swept values. Every trial's spec is validated
+before anything is recorded. The driver here owns the store; a `Backend`
+(learnscope.sweep.backends) decides where trials run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from learnscope import faults, registry
+from learnscope.compare import Comparison, compare_with
+from learnscope.errors import LearnscopeError, one_of
+from learnscope.progress import TrainingProgress
+from learnscope.runner import (
+    DEVICE_EVENT,
+    Device,
+    open_store,
+    recorded_device,
+    resume_run,
+    run_experiment,
+    run_phenomenon,
+)
+from learnscope.runs import Run
+from learnscope.spec import Experiment, load_spec_file
+from learnscope.store.sqlite import RunRecord, Store, new_run_id
+from learnscope.sweep.backends import BACKENDS, Backend, TrialResult, get_backend
+from learnscope.sweep.grid import Axis, Trial, experiment_trials, parse_grid, phenomenon_trials
+from learnscope.train.devices import resolve_device
+
+__all__ = ["BACKENDS", "Backend", "Sweep", "TrialResult", "resume_sweep", "run_sweep"]
+
+TRIAL_EVENT = "sweep-trial"
+
+
+def _reporter(progress: TrainingProgress | bool) -> TrainingProgress:
+    return progress if isinstance(progress, TrainingProgress) else TrainingProgress(enabled=bool(progress))
+
+
+def plan_trials(target: str, grid: Sequence[str], sweep_id: str, seeds: int | None = None, quick: bool = False,
+                overrides: Sequence[str] = ()) -> tuple[dict[str, Any], list[Trial]]:
+    """(the sweep's stored spec, its trials), every trial validated; nothing recorded."""
+    axes = parse_grid(grid)
+    if target in registry.phenomena:
+        kind, name = "phenomenon", target
+        trials = phenomenon_trials(sweep_id, target, quick, axes, overrides, seeds)
+    else:
+        if quick:
+            raise LearnscopeError("--quick applies to phenomena; for a spec file set its size with --set")
+        base = load_spec_file(target)
+        kind, name = "experiment", Path(target).stem
+        trials = experiment_trials(sweep_id, base, axes, overrides, seeds)
+    spec = {"target": target, "kind": kind, "name": name, "quick": quick, "seeds": seeds,
+            "overrides": list(overrides), "axes": [axis.as_dict() for axis in axes],
+            "trials": [{**t.as_dict(), **({"spec": t.spec} if kind == "experiment" else {})} for t in trials]}
+    return spec, trials
+
+
+def stored_trials(record: RunRecord) -> list[Trial]:
+    """A stored sweep's trials (a phenomenon trial's spec is rebuilt by its run)."""
+    return [Trial(t["index"], t["run_id"], t["values"], t["overrides"], record.seeds, t.get("spec", {}))
+            for t in record.spec["trials"]]
+
+
+def run_sweep(target: str, grid: Sequence[str], seeds: int | None = None, quick: bool = False,
+              overrides: Sequence[str] = (), store: Store | str | None = None, backend: str = "local",
+              run_id: str | None = None, progress: TrainingProgress | bool = False, device: Device = "cpu") -> Sweep:
+    """Run `target` (a phenomenon name or a spec file) at every point of the grid."""
+    store = open_store(store)
+    chosen = get_backend(backend)
+    where = resolve_device(device)
+    name = target if target in registry.phenomena else Path(target).stem
+    sweep_id = run_id or new_run_id(f"sweep-{name}")
+    spec, trials = plan_trials(target, grid, sweep_id, seeds, quick, overrides)
+    spec["backend"] = chosen.name
+    with store.hold(sweep_id):
+        store.create_run(sweep_id, name, spec, trials[0].seeds, kind="sweep")
+        store.add_event(sweep_id, DEVICE_EVENT, {"device": str(where)})
+        record = store.get_run(sweep_id)
+        _drive(store, record, trials, chosen, _reporter(progress), lambda trial: where)
+    return Sweep(store, sweep_id)
+
+
+def resume_sweep(sweep_id: str, store: Store | str | None = None, progress: TrainingProgress | bool = False,
+                 device: Device | Literal["recorded"] = "recorded") -> Sweep:
+    """Finish a stopped sweep: finished trials stay, stopped ones resume from
+    their checkpoints (`resume_run`), the rest run."""
+    store = open_store(store)
+    record = store.get_run(sweep_id)
+    if record.kind != "sweep":
+        raise LearnscopeError(f"run '{sweep_id}' is not a sweep (kind {record.kind})")
+    if record.status == "finished":
+        raise LearnscopeError(f"sweep '{sweep_id}' already finished; there is nothing to resume")
+    chosen = get_backend(record.spec.get("backend", "local"))
+    where = resolve_device(recorded_device(store, sweep_id) if device == "recorded" else device)
+    with store.hold(sweep_id):
+        store.add_event(sweep_id, DEVICE_EVENT, {"device": str(where)})
+        _drive(store, record, stored_trials(record), chosen, _reporter(progress),
+               lambda trial: "recorded" if device == "recorded" else where)
+    return Sweep(store, sweep_id)
+
+
+def _drive(store: Store, record: RunRecord, trials: list[Trial], backend: Backend, reporter: TrainingProgress,
+           device_of: Callable[[Trial], Any]) -> None:
+    """Hand the trials to the backend, keeping the sweep's status honest."""
+    sweep_id = record.id
+    store.set_status(sweep_id, "running")
+    try:
+        results = backend.run(trials, lambda trial: _run_trial(store, record, trial, reporter, device_of(trial)))
+    except KeyboardInterrupt:
+        store.set_status(sweep_id, "interrupted", "interrupted by the user")
+        raise
+    except BaseException as exc:
+        store.set_status(sweep_id, "failed", f"{exc.__class__.__name__}: {exc}")
+        raise
+    stopped = [r for r in results if r.status != "finished"]
+    if stopped:
+        store.set_status(sweep_id, "failed", f"{len(stopped)} trial(s) did not finish: "
+                         + ", ".join(f"{r.run_id} ({r.status})" for r in stopped))
+    else:
+        store.set_status(sweep_id, "finished")
+
+
+def _trial_record(store: Store, run_id: str) -> RunRecord | None:
+    found = store.conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return store.get_run(run_id) if found else None
+
+
+def _run_trial(store: Store, sweep: RunRecord, trial: Trial, reporter: TrainingProgress, device: Any) -> TrialResult:
+    """Train one trial into the store (or finish it), as the driver's own work."""
+    existing = _trial_record(store, trial.run_id)
+    if existing is not None and existing.status == "finished":
+        return TrialResult(trial.run_id, existing.status)
+    spec = sweep.spec
+    if existing is not None:
+        run = resume_run(trial.run_id, store, reporter, device if device is not None else "recorded", within=sweep.id)
+    else:
+        store.add_event(trial.run_id, TRIAL_EVENT, {"sweep": sweep.id, "index": trial.index, "values": trial.values})
+        where = resolve_device(recorded_device(store, sweep.id)) if device == "recorded" else device
+        if spec["kind"] == "phenomenon":
+            run = run_phenomenon(spec["name"], spec["quick"], spec["seeds"], [*spec["overrides"], *trial.overrides],
+                                 store, trial.run_id, reporter, where, parent=sweep.id)
+        else:
+            run = run_experiment(Experiment.model_validate(trial.spec), store, spec["name"], trial.run_id, reporter,
+                                 device=where, parent=sweep.id)
+    record = store.get_run(run.id)
+    faults.point("trial-finished")
+    return TrialResult(run.id, record.status, record.reason)
+
+
+# ------------------------------------------------------------------ reading a sweep
+
+
+def lower_is_better(metric: str) -> bool:
+    """Losses and errors fall as a model improves; everything else is ranked higher first."""
+    name = metric.split(":", 1)[-1]
+    return name.startswith(("loss", "error")) or "/loss" in name
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One trial as a sweep shows it, with its final metrics' per-seed values."""
+
+    index: int
+    run_id: str
+    values: dict[str, Any]
+    status: str
+    duration: float | None  # seconds, for a trial that ended
+    final: dict[str, list[float]]  # metric key (`metric`, or `ARM:metric` for a phenomenon) -> per seed
+
+
+def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """(mean, low, high): the 95% t-interval of the mean across seeds (non-finite left out)."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(np.mean(x))
+    if len(x) < 2:
+        return mean, math.nan, math.nan
+    from scipy import stats as scipy_stats  # here, not at the top: scipy.stats costs seconds to import
+
+    half = float(scipy_stats.t.ppf(0.975, len(x) - 1) * np.std(x, ddof=1) / math.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
+class Sweep:
+    """A stored sweep, read back: its axes and trials."""
+
+    def __init__(self, store: Store, sweep_id: str):
+        self.store = store
+        self.record = store.get_run(sweep_id)
+        if self.record.kind != "sweep":
+            raise LearnscopeError(f"run '{sweep_id}' is not a sweep (kind {self.record.kind})")
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def status(self) -> str:
+        return self.store.get_run(self.id).status
+
+    @property
+    def axes(self) -> list[Axis]:
+        return [Axis.from_dict(a) for a in self.record.spec["axes"]]
+
+    def trials(self, with_metrics: bool = True) -> list[TrialRow]:
+        rows = []
+        for planned in self.record.spec["trials"]:
+            record = _trial_record(self.store, planned["run_id"])
+            status = "not started" if record is None else record.status
+            duration = None
+            if record is not None and record.finished is not None and status != "running":
+                duration = record.finished - record.created
+            final: dict[str, list[float]] = {}
+            if with_metrics and record is not None:
+                run = Run(self.store, record.id)
+                phenomenon = record.kind == "phenomenon"
+                frame = run.final()
+                for (arm, name), group in frame.groupby(["arm", "name"], sort=True):
+                    key = f"{arm}:{name}" if phenomenon else str(name)
+                    final[key] = group.sort_values("seed")["value"].astype(float).tolist()
+            rows.append(TrialRow(planned["index"], planned["run_id"], planned["values"], status, duration, final))
+        return rows
+
+    def metrics(self, rows: Sequence[TrialRow] | None = None) -> list[str]:
+        """Final metric keys recorded by any trial, headline first."""
+        rows = self.trials() if rows is None else rows
+        keys = sorted({key for row in rows for key in row.final})
+        headline = self.headline(keys)
+        return [headline, *(k for k in keys if k != headline)] if headline else keys
+
+    def headline(self, keys: Sequence[str]) -> str | None:
+        """The metric trials are ranked by: accuracy/test, else loss/test, else
+        the first (for a phenomenon: its headline metric in its first arm)."""
+        if not keys:
+            return None
+        spec = self.record.spec
+        candidates = ["accuracy/test", "loss/test"]
+        if spec["kind"] == "phenomenon" and spec["name"] in registry.phenomena:
+            headline = registry.phenomena.get(spec["name"]).headline
+            arms = list(dict.fromkeys(k.split(":", 1)[0] for k in keys))
+            candidates = [f"{arm}:{name}" for name in (headline, *candidates) for arm in arms]
+        return next((c for c in candidates if c in keys), keys[0])
+
+    def best(self, metric: str | None = None, rows: Sequence[TrialRow] | None = None) -> tuple[TrialRow, str]:
+        """(the best trial by the mean of `metric` — the headline by default — , that metric)."""
+        rows = self.trials() if rows is None else rows
+        keys = self.metrics(rows)
+        if metric is None:
+            metric = keys[0] if keys else None
+        elif metric not in keys:
+            raise LearnscopeError(f"metric '{metric}' is not recorded by the trials of '{self.id}'; "
+                                  f"{one_of(metric, keys)}")
+        scored = [(t_interval(row.final[metric])[0], row) for row in rows
+                  if metric is not None and metric in row.final]
+        scored = [(score, row) for score, row in scored if math.isfinite(score)]
+        if metric is None or not scored:
+            raise LearnscopeError(f"sweep '{self.id}' has no trial with a finite final metric to rank")
+        sign = -1.0 if lower_is_better(metric) else 1.0
+        return max(scored, key=lambda pair: (sign * pair[0], -pair[1].index))[1], metric
+
+
+def compare_sweep(sweep: Sweep, baseline: str | None = None, metrics: Sequence[str] = ()
+                  ) -> tuple[str, str | None, list[Comparison]]:
+    """Every trial against the baseline: the named trial, else the best by the
+    headline metric's mean. Returns (baseline id, the ranking metric or None
+    when a baseline was named, the comparisons)."""
+    rows = sweep.trials()
+    ids = [row.run_id for row in rows]
+    ranked_by = None
+    if baseline is None:
+        best, ranked_by = sweep.best(None, rows)
+        baseline = best.run_id
+    elif baseline not in ids:
+        short = {f"t{row.index}": row.run_id for row in rows}
+        if baseline not in short:
+            raise LearnscopeError(f"'{baseline}' is not a trial of sweep '{sweep.id}'; {one_of(baseline, ids)}")
+        baseline = short[baseline]
+    runs = [Run(sweep.store, row.run_id) for row in rows if row.status != "not started"]
+    return baseline, ranked_by, compare_with(Run(sweep.store, baseline), runs, metrics)
