@@ -5,8 +5,9 @@ each, in trial order. It never opens the store: the driver (`learnscope.sweep`)
 owns the sweep record and every write, and gives the backend a `TrialRunner`,
 the one thing that trains a trial and records it. `local` calls it here, one
 trial after another. A distributed backend (Ray, not here yet) would ship each
-trial's spec to a worker that trains it into a store of its own, and return
-that store's rows for the driver to copy in; its `run` has the same signature.
+trial's spec to a worker and send its metric rows, events, verdict and
+checkpoints back for the driver to write (workers never open the store);
+its `run` has the same signature.
 """
 
 from __future__ import annotations
