@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from learnscope import registry
 from learnscope.continual import Stream, accuracy_matrix, arm_measures
@@ -33,11 +34,7 @@ def report_run(run: Run, out: str | Path | None = None) -> Path:
 def write_report(store: Store, run_ids: Sequence[str], out: str | Path | None = None) -> Path:
     """Write PNGs and index.html for one or more runs; returns the HTML path."""
     runs = [Run(store, run_id) for run_id in run_ids]
-    out = Path(out) if out else store.dir / "reports" / "+".join(run_ids)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LearnscopeError(f"cannot create report directory {out}: {exc.strerror or exc}") from None
+    out = report_directory(Path(out) if out else store.dir / "reports" / "+".join(run_ids))
 
     series, sections, extra = [], [], []
     for run in runs:
@@ -65,8 +62,25 @@ def write_report(store: Store, run_ids: Sequence[str], out: str | Path | None = 
             extra.extend(render(f) for f in registry.phenomena.get(record.name)().figures(arms))
         sections.append(summary_table(summary))
 
+    ids = [run.id for run in runs]
+    images = save_figures(store, ids, out, curve_figures(series) + extra)
+    specs = {run.id: run.record.spec for run in runs}
+    return write_page(store, ids, out, f"learnscope report — {' + '.join(ids)}", sections, images, specs)
+
+
+def report_directory(out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LearnscopeError(f"cannot create report directory {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def save_figures(store: Store, run_ids: Sequence[str], out: Path, figures: Sequence[tuple[str, Figure]]
+                 ) -> list[tuple[str, bytes]]:
+    """Each (caption, figure) as a PNG in `out`, recorded as a plot of the runs; returns (caption, PNG bytes)."""
     images = []
-    for caption, fig in curve_figures(series) + extra:
+    for caption, fig in figures:
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
         plt.close(fig)
@@ -74,14 +88,17 @@ def write_report(store: Store, run_ids: Sequence[str], out: str | Path | None = 
         path = out / f"{_slug(caption)}.png"
         path.write_bytes(png)
         images.append((caption, png))
-        for run in runs:
-            store.add_artifact(run.id, "plot", str(path), hashlib.sha256(png).hexdigest())
+        for run_id in run_ids:
+            store.add_artifact(run_id, "plot", str(path), hashlib.sha256(png).hexdigest())
+    return images
 
-    title = " + ".join(run.id for run in runs)
-    specs = {run.id: run.record.spec for run in runs}
-    document = page(f"learnscope report — {title}", sections, images, specs).encode()
+
+def write_page(store: Store, run_ids: Sequence[str], out: Path, title: str, sections: Sequence[str],
+               images: Sequence[tuple[str, bytes]], specs: dict) -> Path:
+    """index.html of the sections and images, recorded as the runs' report; returns its path."""
+    document = page(title, sections, images, specs).encode()
     index = out / "index.html"
     index.write_bytes(document)
-    for run in runs:
-        store.add_artifact(run.id, "report", str(index), hashlib.sha256(document).hexdigest())
+    for run_id in run_ids:
+        store.add_artifact(run_id, "report", str(index), hashlib.sha256(document).hexdigest())
     return index

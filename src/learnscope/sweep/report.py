@@ -5,9 +5,7 @@ trials with mean [CI]."""
 
 from __future__ import annotations
 
-import hashlib
 import html
-import io
 import json
 import math
 from collections.abc import Sequence
@@ -18,8 +16,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from learnscope.errors import LearnscopeError
-from learnscope.report.page import fmt, page
+from learnscope.report import report_directory, save_figures, write_page
+from learnscope.report.page import fmt
 from learnscope.report.plots import new_figure
 from learnscope.sweep import Sweep, TrialRow, lower_is_better, t_interval
 from learnscope.sweep.grid import Axis
@@ -153,18 +151,10 @@ def sweep_figures(sweep: Sweep, rows: Sequence[TrialRow], metrics: Sequence[str]
     return figures
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
-
-
 def write_sweep_report(sweep: Sweep, out: str | Path | None = None) -> Path:
     """Write a sweep's PNGs and index.html; returns the HTML path."""
     store = sweep.store
-    out = Path(out) if out else store.dir / "reports" / sweep.id
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LearnscopeError(f"cannot create report directory {out}: {exc.strerror or exc}") from None
+    out = report_directory(Path(out) if out else store.dir / "reports" / sweep.id)
     rows = sweep.trials()
     metrics = sweep.metrics(rows)
     best = _best(rows, metrics[0]) if metrics else None
@@ -178,18 +168,6 @@ def write_sweep_report(sweep: Sweep, out: str | Path | None = None) -> Path:
          f"<b>{html.escape(best.run_id)}</b> ★</p>") if best is not None and metrics else "<p>no metrics yet</p>",
         trial_table(sweep, rows, metrics, best),
     ]
-    images = []
-    for caption, fig in sweep_figures(sweep, rows, metrics):
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        plt.close(fig)
-        png = buffer.getvalue()
-        path = out / f"{_slug(caption)}.png"
-        path.write_bytes(png)
-        images.append((caption, png))
-        store.add_artifact(sweep.id, "plot", str(path), hashlib.sha256(png).hexdigest())
-    document = page(f"learnscope sweep — {sweep.id}", sections, images, {sweep.id: record.spec}).encode()
-    index = out / "index.html"
-    index.write_bytes(document)
-    store.add_artifact(sweep.id, "report", str(index), hashlib.sha256(document).hexdigest())
-    return index
+    images = save_figures(store, [sweep.id], out, sweep_figures(sweep, rows, metrics))
+    return write_page(store, [sweep.id], out, f"learnscope sweep — {sweep.id}", sections, images,
+                      {sweep.id: record.spec})
