@@ -15,6 +15,7 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
@@ -49,3 +50,12 @@ class TokenStrings(Task):
         train = round(self.samples * self.train_fraction)
         splits = {"train": torch.arange(train), "test": torch.arange(train, self.samples)}
         return Dataset(tokens[:, :-1], targets, splits)
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """A test in its own working directory with no store configured, so
+    nothing lands in the repository's ./learnscope-runs (modules that run the
+    CLI use it for every test: pytestmark)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LEARNSCOPE_STORE", raising=False)

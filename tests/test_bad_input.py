@@ -26,7 +26,6 @@ import copy
 import difflib
 import functools
 import json
-import sqlite3
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +37,12 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from helpers import run_count
 from learnscope import registry
 from learnscope.cli import main
 from learnscope.spec import MAX_SEED, Experiment, Recipe, load_spec_file
+
+pytestmark = pytest.mark.usefixtures("isolated")
 
 BASES: dict[str, dict] = {
     "gaussian-mlp": {
@@ -110,14 +112,6 @@ class Case:
         return json.dumps([self.spec, self.sets, self.fmt], default=repr)
 
 
-def run_count(store: Path) -> int:
-    db = store / "runs.db"
-    if not db.exists():
-        return 0
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-
-
 def refused(capsys, spec_file: Path, *options: str) -> str:
     """Run `learnscope run SPEC_FILE` in-process; assert the refusal contract
     and return the error line without its `error: ` prefix."""
@@ -180,12 +174,6 @@ def run_property(capsys, root: Path, strategy, family: str, examples: list[Case]
         prop = example(case)(prop)
     prop()
     assert len(seen) >= QUOTAS[family], f"{family}: only {len(seen)} distinct bad specs"
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("LEARNSCOPE_STORE", raising=False)
 
 
 # ---------------------------------------------------------------- the base specs and their parts

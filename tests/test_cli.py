@@ -17,8 +17,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from helpers import cli, run_count
 from learnscope.cli import main
 from learnscope.store.sqlite import Store
+
+pytestmark = pytest.mark.usefixtures("isolated")
 
 TINY_SPEC = """\
 task: {name: gaussian-mixture, classes: 3, dim: 4, samples: 64, test_samples: 32}
@@ -39,25 +42,6 @@ def _no_nan(token):
 def strict_json(line: str):
     """JSON as the RFC has it: NaN/Infinity are not JSON."""
     return json.loads(line, parse_constant=_no_nan)
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()  # drop anything printed before
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_count(store_dir: Path) -> int:
-    """Runs recorded in a store directory (0 if it has no database)."""
-    db = Path(store_dir) / "runs.db"
-    if not db.exists():
-        return 0
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-    finally:
-        conn.close()
 
 
 def metric_row_count(store_dir: Path, run_ids: list[str]) -> int:
@@ -83,14 +67,6 @@ def assert_self_contained_report(index: Path) -> None:
     for src in images:
         assert src.startswith("data:image/png;base64,"), src[:60]
         assert base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """Every test runs in its own working directory with no store configured,
-    so nothing lands in the repository's ./learnscope-runs."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("LEARNSCOPE_STORE", raising=False)
 
 
 @pytest.fixture

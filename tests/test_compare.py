@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from helpers import cli
 from learnscope.cli import SPEC_DIFF_KEY, main
 from learnscope.compare import compare_runs, flatten, spec_diff
 from learnscope.errors import LearnscopeError
@@ -38,13 +39,6 @@ def _no_nan(token):
 
 def last_json(out: str) -> dict:
     return json.loads(out.strip().splitlines()[-1], parse_constant=_no_nan)
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_error_line(code: int, out: str, err: str, *fragments: str) -> str:

@@ -4,7 +4,6 @@ with the run, and resume continues on it unless told otherwise."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,12 +11,15 @@ import torch
 import yaml
 
 import learnscope as ls
+from helpers import cli, run_count
 from learnscope.cli import main
 from learnscope.errors import LearnscopeError
 from learnscope.runner import recorded_device
 from learnscope.store.sqlite import Store
 from learnscope.train.devices import available, resolve_device
 from learnscope.train.trainer import Trainer
+
+pytestmark = pytest.mark.usefixtures("isolated")
 
 TINY_SPEC = """\
 task: {name: gaussian-mixture, classes: 3, dim: 4, samples: 64, test_samples: 32}
@@ -30,35 +32,11 @@ seeds: 2
 NO_CUDA = not torch.cuda.is_available()
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("LEARNSCOPE_STORE", raising=False)
-
-
 @pytest.fixture
 def spec_file(tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY_SPEC)
     return path
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_count(store_dir: Path) -> int:
-    db = store_dir / "runs.db"
-    if not db.exists():
-        return 0
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-    finally:
-        conn.close()
 
 
 def rows(store_dir: Path, run_id: str) -> list[tuple]:

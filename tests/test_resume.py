@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from learnscope import faults
+from helpers import learnscope
 from learnscope.cli import main
 from learnscope.store.sqlite import Store
 
@@ -50,14 +47,6 @@ KILLS = [
     ("checkpoint-record", 3),  # recorded, the previous file not yet removed
     ("checkpoint-record", 6),  # the last checkpoint recorded, the run not yet marked finished
 ]
-
-
-def learnscope(*args, fault: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != faults.ENV_VAR}
-    if fault:
-        env[faults.ENV_VAR] = fault
-    return subprocess.run([sys.executable, "-m", "learnscope", *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=300)
 
 
 def metric_rows(store_dir: Path, run_id: str) -> list[tuple]:

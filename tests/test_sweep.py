@@ -5,16 +5,13 @@ anything is recorded; resumed exactly; listed, compared and reported."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from learnscope import faults
+from helpers import cli, learnscope, run_count
 from learnscope.cli import main
 from learnscope.store.sqlite import Store
 from learnscope.sweep.grid import parse_grid, split_values
@@ -28,13 +25,6 @@ probes: [accuracy, loss]
 seeds: 2
 """
 LRS = ["0.03", "0.1", "0.3"]
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def last_json(out: str) -> dict:
@@ -55,17 +45,6 @@ def all_rows(store_dir: Path, prefix: str) -> list[tuple]:
     try:
         return sorted(conn.execute("SELECT run_id, seed, step, name, value FROM metric_rows WHERE run_id LIKE ?",
                                    (f"{prefix}.%",)))
-    finally:
-        conn.close()
-
-
-def run_count(store_dir: Path) -> int:
-    db = Path(store_dir) / "runs.db"
-    if not db.exists():
-        return 0
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
     finally:
         conn.close()
 
@@ -218,14 +197,6 @@ def test_bad_sweep_input(argv, expected, tmp_path, capsys):
     code, _, err = cli(capsys, "sweep", *argv, "--store", store)
     assert code == 2 and err.count("\n") == 1 and expected in err, err
     assert run_count(store) == 0
-
-
-def learnscope(*args, fault: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != faults.ENV_VAR}
-    if fault:
-        env[faults.ENV_VAR] = fault
-    return subprocess.run([sys.executable, "-m", "learnscope", *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=300)
 
 
 @pytest.mark.parametrize("fault", ["trial-finished:1", "step:33"], ids=["between-trials", "inside-second-trial"])

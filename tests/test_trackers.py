@@ -14,11 +14,14 @@ import numpy as np
 import pytest
 import yaml
 
+from helpers import cli
 from learnscope.cli import main
 from learnscope.runner import run_experiment, run_phenomenon
 from learnscope.spec import Experiment
 from learnscope.store.sqlite import Store
 from learnscope.store.trackers import flatten_spec, mlflow_tracking_uri
+
+pytestmark = pytest.mark.usefixtures("isolated")
 
 TINY = """\
 task: {name: gaussian-mixture, classes: 3, dim: 4, samples: 64, test_samples: 32}
@@ -31,13 +34,6 @@ EXPERIMENT, PHENOMENON = "tiny-run", "grok-run"
 ARMS = ("grokking", "no-weight-decay")
 
 
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def one_error_line(code: int, err: str, *fragments: str) -> str:
     assert code == 2, err
     lines = err.splitlines()
@@ -45,12 +41,6 @@ def one_error_line(code: int, err: str, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     return lines[0]
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("LEARNSCOPE_STORE", raising=False)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import learnscope as ls
-from learnscope.cli import main
+from helpers import cli
 from learnscope.errors import LearnscopeError
 from learnscope.models.base import Sites
 from learnscope.store.sqlite import Store
@@ -41,13 +41,6 @@ def readme_watch_example() -> str:
     found = [textwrap.dedent(b) for b in blocks if "ls.watch(" in b]
     assert len(found) == 1, "the README should hold one ls.watch example"
     return found[0]
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def rankme(f: np.ndarray) -> float:
