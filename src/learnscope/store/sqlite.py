@@ -131,6 +131,28 @@ def new_run_id(name: str) -> str:
     return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
+OPEN_TIMEOUT_S = 60
+
+
+def _while_locked(step: Callable[[], object]) -> None:
+    """Run `step`, again while SQLite answers "database is locked". Processes
+    opening a new store at once contend for the switch to WAL and for the
+    schema's write lock, and SQLite reports some of those conflicts at once
+    instead of waiting in its busy handler (a reader cannot wait for a writer
+    that waits for it): a bounded retry is the documented remedy."""
+    deadline = time.monotonic() + OPEN_TIMEOUT_S
+    pause = 0.005
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
+
+
 class Store:
     def __init__(self, directory: str | os.PathLike | None = None, create: bool = True):
         self.dir = resolve_store_dir(directory)
@@ -139,11 +161,11 @@ class Store:
             raise NotFoundError(f"no store at {self.dir} (no runs.db); pass --store DIR or set {ENV_VAR}")
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn = sqlite3.connect(self.db_path, timeout=OPEN_TIMEOUT_S, isolation_level=None)
+            _while_locked(lambda: self.conn.execute("PRAGMA journal_mode=WAL"))
             self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.execute("PRAGMA busy_timeout=60000")
-            self._ensure_schema()
+            self.conn.execute(f"PRAGMA busy_timeout={OPEN_TIMEOUT_S * 1000}")
+            _while_locked(self._ensure_schema)
             self._next_row: dict[str, int] = {}
         except (OSError, sqlite3.Error) as exc:
             if self.dir.is_dir():
