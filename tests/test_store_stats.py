@@ -1,16 +1,14 @@
-"""The run store (SQLite in WAL mode) and the seed statistics, the latter
-against independent numpy references."""
+"""The run store (SQLite in WAL mode); the seed statistics are in
+tests/test_stats.py."""
 
 from __future__ import annotations
 
 import math
 import sqlite3
 
-import numpy as np
 import pytest
 
 from learnscope.errors import LearnscopeError, NotFoundError
-from learnscope.stats import bootstrap_ci, summarize
 from learnscope.store.sqlite import Store
 
 SPEC = {"task": {"name": "gaussian-mixture"}, "model": {"name": "mlp"}}
@@ -179,71 +177,3 @@ def test_store_honours_env_var(tmp_path, monkeypatch):
         assert explicit.db_path == tmp_path / "explicit" / "runs.db"
     finally:
         explicit.close()
-
-
-# ---------------------------------------------------------------- stats
-
-
-def reference_percentile_ci(x: np.ndarray, resamples: int = 20000, confidence: float = 0.95, seed: int = 1):
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
-    tail = (1 - confidence) / 2 * 100
-    return np.percentile(means, tail), np.percentile(means, 100 - tail)
-
-
-@pytest.mark.parametrize("n, dist", [(8, "normal"), (16, "normal"), (12, "uniform"), (30, "lognormal")])
-def test_summarize_against_numpy(n, dist):
-    rng = np.random.default_rng(n)
-    x = {"normal": lambda: rng.normal(0.7, 0.1, n), "uniform": lambda: rng.uniform(0, 1, n),
-         "lognormal": lambda: rng.lognormal(0, 0.5, n)}[dist]()
-    s = summarize(x.tolist())
-    assert s.n == n
-    assert s.mean == pytest.approx(np.mean(x), rel=1e-12)
-    assert s.std == pytest.approx(np.std(x, ddof=1), rel=1e-12)
-    assert s.ci_low < s.mean < s.ci_high
-    low, high = reference_percentile_ci(x)
-    width = high - low
-    # BCa vs percentile and resampling noise: loose, but a wrong confidence
-    # level, a std-based interval or a CI of something else would fail
-    assert s.ci_low == pytest.approx(low, abs=0.15 * width)
-    assert s.ci_high == pytest.approx(high, abs=0.15 * width)
-    assert (s.ci_high - s.ci_low) == pytest.approx(width, rel=0.1)  # a 90% CI would be ~16% narrower
-
-
-def test_ci_is_deterministic():
-    x = np.random.default_rng(3).normal(size=10)
-    assert bootstrap_ci(x) == bootstrap_ci(x.copy())
-    assert summarize(x) == summarize(list(x))
-
-
-def test_non_finite_values_are_excluded():
-    x = [0.5, 0.7, float("nan"), 0.6, float("inf"), 0.9, float("-inf")]
-    finite = np.array([0.5, 0.7, 0.6, 0.9])
-    s = summarize(x)
-    assert s.n == 4
-    assert s.mean == pytest.approx(finite.mean()) and s.std == pytest.approx(finite.std(ddof=1))
-    clean = summarize(finite.tolist())
-    assert (s.ci_low, s.ci_high) == (clean.ci_low, clean.ci_high)
-    assert math.isfinite(s.ci_low) and math.isfinite(s.ci_high)
-
-
-def test_one_value_gives_nan_ci_and_std():
-    s = summarize([0.42])
-    assert s.n == 1 and s.mean == 0.42
-    assert math.isnan(s.std) and math.isnan(s.ci_low) and math.isnan(s.ci_high)
-    s = summarize([0.42, float("nan")])
-    assert s.n == 1 and math.isnan(s.ci_low) and math.isnan(s.ci_high)
-
-
-def test_no_finite_values():
-    s = summarize([float("nan"), float("inf")])
-    assert s.n == 0 and all(math.isnan(v) for v in (s.mean, s.std, s.ci_low, s.ci_high))
-
-
-def test_identical_values_give_a_point_interval():
-    s = summarize([0.25] * 6)
-    assert (s.mean, s.std, s.ci_low, s.ci_high) == (0.25, 0.0, 0.25, 0.25)
-
-
-def test_as_dict_fields():
-    assert list(summarize([1.0, 2.0, 4.0]).as_dict()) == ["n", "mean", "std", "ci_low", "ci_high"]

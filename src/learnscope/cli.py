@@ -26,6 +26,7 @@ from learnscope.report import report_run
 from learnscope.report.page import fmt
 from learnscope.runs import ArmTable, Run
 from learnscope.spec import load_experiment
+from learnscope.stats import CI_DESCRIPTION, CI_METHOD
 from learnscope.store.sqlite import Store
 
 app = typer.Typer(
@@ -170,6 +171,7 @@ def _print_summary(run: Run, console: Console) -> None:
         console.print(table)
         for compared in run.tables(summary):
             console.print(_arm_table(compared))
+        console.print(f"95% CI: {CI_DESCRIPTION}")
     verdict = run.verdict
     if verdict is not None:
         table = Table("measure", *(f"seed {s}" for s in verdict.seeds))
@@ -505,7 +507,8 @@ def show(run_id: Annotated[str, typer.Argument(help="a run id")], store: StoreOp
         summary = result.summary().to_dict(orient="records")
         print(json.dumps(_finite({"run_id": result.id, "name": result.record.name, "status": result.status,
                                   "reason": result.record.reason, "seeds": result.record.seeds, "summary": summary,
-                                  "verdict": verdict.as_dict() if verdict else None}), default=_json_default))
+                                  "ci_method": CI_METHOD, "verdict": verdict.as_dict() if verdict else None}),
+                         default=_json_default))
         return
     _print_summary(result, _console(False))
 
@@ -645,6 +648,7 @@ def _print_comparison(result: Comparison, console: Console) -> None:
                  fmt(s.p_value), str(s.n)]
         table.add_row(*([escape(d.arm)] if multi_arm else []), *cells)
     console.print(table)
+    console.print(f"95% CI of the difference: {CI_DESCRIPTION}, sd that of the per-seed differences")
     for d in result.differences:
         if d.stats.note:
             console.print(f"{d.key}: {d.stats.note}")

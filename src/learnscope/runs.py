@@ -141,7 +141,7 @@ class Run:
         return registry.phenomena.get(name)()
 
     def summary(self) -> pd.DataFrame:
-        """Per arm and metric: mean, std and 95% bootstrap CI across seeds,
+        """Per arm and metric: mean, std and 95% CI (Student t) across seeds,
         and the per-seed final values."""
         rows = []
         final = self.final()

@@ -9,7 +9,7 @@ experience, 4 seeds (at 100 updates joint's lead over replay shrank to
 0.008 in one of 16 seeds). Arms, same stream and seeds: naive, joint, ewc, si,
 replay, power-law-rehearsal, lwf, agem. The report and `learnscope run`
 rank them by average accuracy, with backward transfer, forgetting and
-forward transfer, each with its 95% bootstrap CI
+forward transfer, each with its 95% CI (Student t)
 (learnscope.continual.ranking).
 
 Signature, per seed, two claims about the ends of the ranking. Measured =

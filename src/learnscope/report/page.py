@@ -11,6 +11,10 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from learnscope.stats import CI_DESCRIPTION
+
+CI_CAPTION = f"<caption>95% CI: {html.escape(CI_DESCRIPTION)}</caption>"
+
 
 def fmt(value: float) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -30,7 +34,7 @@ def summary_table(summary: pd.DataFrame) -> str:
             f"<tr><td>{html.escape(r.arm)}</td><td>{html.escape(r.metric)}</td><td>{fmt(r.mean)}</td>"
             f"<td>{fmt(r.std)}</td><td>[{fmt(r.ci_low)}, {fmt(r.ci_high)}]</td><td class=seeds>{seeds}</td></tr>"
         )
-    return f"<table>{head}{''.join(rows)}</table>"
+    return f"<table>{CI_CAPTION}{head}{''.join(rows)}</table>"
 
 
 def arm_table(table) -> str:
@@ -44,7 +48,7 @@ def arm_table(table) -> str:
                         for label in table.labels)
         rank = f"<td>{r['rank']}</td>" if ranked else ""
         rows.append(f"<tr>{rank}<td>{html.escape(r['arm'])}</td>{cells}</tr>")
-    return f"<h3>{html.escape(table.title.capitalize())}</h3><table>{head}{''.join(rows)}</table>"
+    return f"<h3>{html.escape(table.title.capitalize())}</h3><table>{CI_CAPTION}{head}{''.join(rows)}</table>"
 
 
 def verdict_block(name: str, verdict, thresholds: Sequence = ()) -> str:
