@@ -189,7 +189,6 @@ def test_bad_grid_is_one_line_and_records_nothing(grid, expected, spec_file, tmp
 
 @pytest.mark.parametrize("argv,expected", [
     (["grokking", "--quick", "--grid", "nope:recipe.lr=0.1"], "'nope' is not an arm of grokking"),
-    (["grokking", "--quick", "--grid", "recipe.lr=0.1", "--backend", "ray"], "unknown backend 'ray'; valid: local"),
     (["nothing-here", "--grid", "recipe.lr=0.1"], "neither a phenomenon nor a spec file"),
 ])
 def test_bad_sweep_input(argv, expected, tmp_path, capsys):

@@ -256,6 +256,16 @@ def _conclude(result: Run, name: str, console: Console, report: bool, as_json: b
         print(json.dumps(_finite(payload)))
 
 
+BackendOpt = Annotated[str, typer.Option(
+    "--backend", help="where trials run: local (this process, one after another) or ray (a Ray task each: a "
+                      "local Ray instance, or the cluster at --address)")]
+AddressOpt = Annotated[Optional[str], typer.Option(
+    "--address", help="--backend ray: the Ray cluster to join, e.g. ray://HEAD:10001 or auto (ray.init(address=...))")]
+WorkersOpt = Annotated[Optional[int], typer.Option(
+    "--workers", help="--backend ray without --address: start a local Ray instance with this many CPUs, one "
+                      "trial on each (default: all)")]
+
+
 @app.command()
 def sweep(
     target: Annotated[str, typer.Argument(help="a phenomenon name (see `learnscope list`) or a spec file")],
@@ -266,8 +276,9 @@ def sweep(
     seeds: SeedsOpt = None,
     quick: QuickOpt = False,
     overrides: SetOpt = None,
-    backend: Annotated[str, typer.Option("--backend", help="where trials run: local (this process, one after "
-                                                           "another)")] = "local",
+    backend: BackendOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
     store: StoreOpt = None,
     plugin: PluginOpt = None,
     run_id: Annotated[Optional[str], typer.Option("--run-id", help="id for the new sweep")] = None,
@@ -280,13 +291,14 @@ def sweep(
     from learnscope.sweep.backends import get_backend
     from learnscope.train.devices import resolve_device
 
-    get_backend(backend)  # an unknown backend: one line, before any work
+    get_backend(backend, address, workers)  # an unknown backend, Ray missing: one line, before any work
     where = resolve_device(device or "cpu")
     if target not in registry.phenomena and not _is_spec_file(target):
         raise _unknown_target(target)
     console = _console(as_json)
     progress = TrainingProgress(Console(stderr=True), enabled=sys.stderr.isatty() or not as_json)
-    swept = run_sweep(target, grid, seeds, quick, overrides or (), store, backend, run_id, progress, where)
+    swept = run_sweep(target, grid, seeds, quick, overrides or (), store, backend, run_id, progress, where,
+                      address, workers)
     _conclude_sweep(swept, console, report, as_json)
 
 
@@ -354,6 +366,10 @@ def resume(
     device: Annotated[Optional[str], typer.Option(
         "--device", help="where to continue: the device the run trained on by default (bit for bit); cpu, auto, "
                          "cuda, cuda:N or mps")] = None,
+    backend: Annotated[Optional[str], typer.Option(
+        "--backend", help="a sweep: where its trials run now (the backend it was started with by default)")] = None,
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Continue a stopped run from its last checkpoint, exactly as if never stopped."""
     from learnscope.runner import resume_run
@@ -364,9 +380,13 @@ def resume(
     if st.get_run(run_id).kind == "sweep":
         from learnscope.sweep import resume_sweep
 
-        swept = resume_sweep(run_id, st, progress, device if device is not None else "recorded")
+        swept = resume_sweep(run_id, st, progress, device if device is not None else "recorded", backend, address,
+                             workers)
         _conclude_sweep(swept, console, report, as_json)
         return
+    if backend is not None or address is not None or workers is not None:
+        raise LearnscopeError(f"--backend, --address and --workers apply to sweeps; '{run_id}' is a "
+                              f"{st.get_run(run_id).kind} run")
     result = resume_run(run_id, st, progress, device if device is not None else "recorded")
     _conclude(result, result.record.name, console, report, as_json)
 

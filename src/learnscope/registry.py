@@ -103,6 +103,12 @@ _plugins: dict[str, str] = {}  # what was asked for -> the module it loaded as
 _environment_loaded = False
 
 
+def loaded_plugins() -> list[str]:
+    """The plugins loaded so far, as they were asked for (files and modules),
+    for a worker process to load the same."""
+    return list(_plugins)
+
+
 def load_plugin(target: str) -> str:
     """Import a plugin: a module name (`mylab.probes`) or a Python file
     (`path/to/components.py`). Its components register with the same
@@ -178,3 +184,4 @@ models: Registry = Registry("model", "learnscope.models")
 probes: Registry = Registry("probe", "learnscope.probes")
 interventions: Registry = Registry("intervention", "learnscope.interventions")
 phenomena: Registry = Registry("phenomenon", "learnscope.catalog")
+backends: Registry = Registry("sweep backend", "learnscope.sweep.backends")

@@ -2,7 +2,7 @@
 
 Everything that can refuse a run (spec, data, model, probes, room in the
 store) is checked before the run is recorded, so bad input leaves no trace.
-A top-level run is owned by the process running it (`Store.hold`); each arm
+A top-level run is owned by the process running it (`RunStore.hold`); each arm
 checkpoints every `recipe.checkpoint_every` steps, and `resume_run` carries
 a stopped run on from its arms' last checkpoints: metric rows and events
 recorded after a checkpoint are dropped and recorded again, identically.
@@ -29,8 +29,9 @@ from learnscope.progress import TrainingProgress
 from learnscope.results import ArmData, Verdict
 from learnscope.runs import Run
 from learnscope.spec import Experiment, apply_override, get_key
+from learnscope.store.base import RunRecord, RunStore, new_run_id
 from learnscope.store.checkpoints import read_checkpoint, write_checkpoint
-from learnscope.store.sqlite import RunRecord, Store, new_run_id
+from learnscope.store.sqlite import Store
 from learnscope.train.devices import resolve_device
 from learnscope.train.trainer import Trainer, probes_of
 
@@ -40,8 +41,9 @@ STORE_MARGIN_BYTES = 8 * 2**20
 DIVERGED = "loss became NaN or Inf: the seed is frozen and left out of statistics and signatures"
 
 
-def open_store(store: Store | str | None) -> Store:
-    return store if isinstance(store, Store) else Store(store)
+def open_store(store: RunStore | str | None) -> RunStore:
+    """The store given, or the SQLite store at a directory (the default one for None)."""
+    return store if isinstance(store, RunStore) else Store(store)
 
 
 def _reporter(progress: TrainingProgress | bool) -> TrainingProgress:
@@ -88,7 +90,7 @@ def init_source(experiment: Experiment, parent: str | None = None) -> str | None
     return source
 
 
-def start_from(store: Store, trainer: Trainer, source: str | None) -> None:
+def start_from(store: RunStore, trainer: Trainer, source: str | None) -> None:
     """Load the parameters a trainer starts from: the last checkpoint of `source`."""
     if source is None:
         return
@@ -115,7 +117,7 @@ def needed_bytes(trainers: Sequence[Trainer]) -> int:
     return total
 
 
-def _guarded(store: Store, run_id: str, work: Callable[[], None]) -> None:
+def _guarded(store: RunStore, run_id: str, work: Callable[[], None]) -> None:
     """Run `work`, leaving the run's status honest whatever happens."""
     store.set_status(run_id, "running")
     try:
@@ -129,7 +131,7 @@ def _guarded(store: Store, run_id: str, work: Callable[[], None]) -> None:
     store.set_status(run_id, "finished")
 
 
-def _train(store: Store, run_id: str, trainer: Trainer, reporter: TrainingProgress, label: str,
+def _train(store: RunStore, run_id: str, trainer: Trainer, reporter: TrainingProgress, label: str,
            headline: str) -> None:
     """Train an arm from its trainer's current step to the end, recording
     metrics, divergence events and checkpoints."""
@@ -148,13 +150,13 @@ def _train(store: Store, run_id: str, trainer: Trainer, reporter: TrainingProgre
         trainer.run(on_probe=on_probe, on_step=bar.step, on_checkpoint=on_checkpoint)
 
 
-def recorded_device(store: Store, run_id: str) -> str:
+def recorded_device(store: RunStore, run_id: str) -> str:
     """The device a run last trained on ("cpu" for runs recorded before devices were)."""
     events = store.events(run_id, DEVICE_EVENT)
     return str(events[-1]["detail"]["device"]) if events else "cpu"
 
 
-def restored_trainer(store: Store, run_id: str, experiment: Experiment, parent: str | None = None,
+def restored_trainer(store: RunStore, run_id: str, experiment: Experiment, parent: str | None = None,
                      device: Device = "cpu") -> Trainer:
     """A trainer at the run's last checkpoint (at step 0 without one), with
     what the run recorded after that step dropped. The checkpoint loads onto
@@ -170,7 +172,7 @@ def restored_trainer(store: Store, run_id: str, experiment: Experiment, parent: 
 
 def run_experiment(
     experiment: Experiment,
-    store: Store | str | None = None,
+    store: RunStore | str | None = None,
     name: str | None = None,
     run_id: str | None = None,
     progress: TrainingProgress | bool = False,
@@ -266,7 +268,7 @@ def run_phenomenon(
     quick: bool = False,
     seeds: int | None = None,
     overrides: Sequence[str] = (),
-    store: Store | str | None = None,
+    store: RunStore | str | None = None,
     run_id: str | None = None,
     progress: TrainingProgress | bool = False,
     device: Device = "cpu",
@@ -296,7 +298,7 @@ def stored_arms(record: RunRecord) -> dict[str, Arm]:
     return {arm: Arm.from_stored(arm, spec) for arm, spec in record.spec["arms"].items()}
 
 
-def _complete_phenomenon(store: Store, run_id: str, arms: dict[str, Arm], trainers: dict[str, Trainer],
+def _complete_phenomenon(store: RunStore, run_id: str, arms: dict[str, Arm], trainers: dict[str, Trainer],
                          reporter: TrainingProgress, device: torch.device) -> None:
     """Run the arms not finished yet (resuming one that was stopped), then
     check the signature. `trainers` are fresh trainers of arms not begun."""
@@ -322,7 +324,7 @@ def _complete_phenomenon(store: Store, run_id: str, arms: dict[str, Arm], traine
     store.add_event(run_id, "signature", check_signature(store, run_id).as_dict())
 
 
-def resume_run(run_id: str, store: Store | str | None = None, progress: TrainingProgress | bool = False,
+def resume_run(run_id: str, store: RunStore | str | None = None, progress: TrainingProgress | bool = False,
                device: Device | Literal["recorded"] = "recorded", within: str | None = None) -> Run:
     """Carry a stopped (interrupted or failed) run on from its last checkpoints,
     on the device it trained on ("recorded"; bit for bit) or on another one
@@ -363,7 +365,7 @@ def resume_run(run_id: str, store: Store | str | None = None, progress: Training
     return Run(store, run_id)
 
 
-def check_signature(store: Store, run_id: str) -> Verdict:
+def check_signature(store: RunStore, run_id: str) -> Verdict:
     """Re-check a stored phenomenon run's signature from its stored metrics;
     seeds that diverged are left out."""
     record = store.get_run(run_id)

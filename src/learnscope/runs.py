@@ -13,7 +13,7 @@ from learnscope.catalog.base import Phenomenon
 from learnscope.continual import RANK_BY, RANKING, arm_measures
 from learnscope.results import ArmData, Verdict
 from learnscope.stats import summarize
-from learnscope.store.sqlite import RunRecord, Store
+from learnscope.store.base import RunRecord, RunStore
 
 
 @dataclass
@@ -51,7 +51,7 @@ def compare_arms(summary: pd.DataFrame, metrics: dict[str, str], order: Sequence
 
 
 class Run:
-    def __init__(self, store: Store, run_id: str):
+    def __init__(self, store: RunStore, run_id: str):
         self.store = store
         self.record: RunRecord = store.get_run(run_id)
 

@@ -16,40 +16,41 @@ before it finished, and reads back as `interrupted` until it is resumed.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import platform
-import secrets
 import shutil
 import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from learnscope import faults
 from learnscope.errors import LearnscopeError, NotFoundError, did_you_mean
+from learnscope.store.base import (
+    KINDS,
+    STATUSES,
+    WATCH,
+    RunRecord,
+    RunStore,
+    as_seen,
+    concat_metrics,
+    metric_frame,
+    new_run_id,
+    this_host,
+)
 from learnscope.version import __version__
+
+__all__ = ["KINDS", "WATCH", "RunRecord", "Store", "new_run_id", "resolve_store_dir"]
 
 DEFAULT_DIR = "learnscope-runs"
 ENV_VAR = "LEARNSCOPE_STORE"
-STATUSES = ("running", "finished", "failed", "interrupted")
-STOPPED = "the process running it stopped before it finished (killed or crashed); `learnscope resume {run}` continues it"
-# Runs learnscope trains are experiments or phenomena (their arms are experiments); a run that
-# ls.watch recorded in the user's own training loop is a "watch": its spec describes the
-# loop (probes, data sizes, model class), not an Experiment, and it cannot be resumed. A
-# "sweep" holds no metrics: its spec holds the grid, its children are its trials (ordinary
-# experiment or phenomenon runs, ids SWEEP.tN).
-KINDS = ("experiment", "phenomenon", "watch", "sweep")
-WATCH = "watch"
-STOPPED_WATCH = "the process watching it stopped before the watch was closed (killed or crashed)"
-
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     key INTEGER PRIMARY KEY,
@@ -102,33 +103,13 @@ CREATE TABLE IF NOT EXISTS artifacts (
 # range scan, with no index to maintain (an index on the run made every
 # probe-step transaction a third slower). `metric_rows` shows them with run ids.
 ROW_BITS = 32
+CHECKPOINT = "checkpoint"  # the artifact kind of a checkpoint file
 SCHEMA_VERSION = 1
 RUN_COLUMNS = "id, name, kind, parent, arm, spec, seeds, status, reason, created, finished, version, host"
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    id: str
-    name: str
-    kind: str  # one of KINDS: "experiment", "phenomenon", "watch" or "sweep"
-    parent: str | None
-    arm: str | None
-    spec: dict[str, Any]
-    seeds: list[int]
-    status: str
-    reason: str | None
-    created: float
-    finished: float | None
-    version: str
-    host: str
-
-
 def resolve_store_dir(path: str | os.PathLike | None = None) -> Path:
     return Path(path or os.environ.get(ENV_VAR) or DEFAULT_DIR)
-
-
-def new_run_id(name: str) -> str:
-    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
 OPEN_TIMEOUT_S = 60
@@ -153,9 +134,18 @@ def _while_locked(step: Callable[[], object]) -> None:
         pause = min(pause * 2, 0.2)
 
 
-class Store:
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Store(RunStore):
     def __init__(self, directory: str | os.PathLike | None = None, create: bool = True):
         self.dir = resolve_store_dir(directory)
+        self.where = f"the store at {self.dir}"
         self.db_path = self.dir / "runs.db"
         if not create and not self.db_path.exists():
             raise NotFoundError(f"no store at {self.dir} (no runs.db); pass --store DIR or set {ENV_VAR}")
@@ -277,25 +267,22 @@ class Store:
                 f"{needed_bytes / 2**20:,.0f} MiB (metric rows and checkpoints); free space or pass --store DIR"
             )
 
-    def create_run(
-        self,
-        run_id: str,
-        name: str,
-        spec: dict[str, Any],
-        seeds: Sequence[int],
-        kind: str = "experiment",
-        parent: str | None = None,
-        arm: str | None = None,
-    ) -> None:
-        if self.conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone():
+    def has_run(self, run_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
+
+    def create_run(self, run_id: str, name: str, spec: dict[str, Any], seeds: Sequence[int], kind: str = "experiment",
+                   parent: str | None = None, arm: str | None = None, at: float | None = None,
+                   host: str | None = None) -> None:
+        assert kind in KINDS, kind
+        if self.has_run(run_id):
             raise LearnscopeError(f"run id '{run_id}' is already in the store at {self.dir}; choose another --run-id")
         row = (run_id, name, kind, parent, arm, json.dumps(spec), json.dumps(list(seeds)), "running", None,
-               time.time(), None, __version__, platform.node())
+               time.time() if at is None else at, None, __version__, host or this_host())
         self._transaction(f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", [row])
 
-    def set_status(self, run_id: str, status: str, reason: str | None = None) -> None:
+    def set_status(self, run_id: str, status: str, reason: str | None = None, at: float | None = None) -> None:
         assert status in STATUSES, status
-        finished = time.time() if status != "running" else None
+        finished = (time.time() if at is None else at) if status != "running" else None
         self._transaction(
             "UPDATE runs SET status = ?, reason = ?, finished = ? WHERE id = ?", [(status, reason, finished, run_id)]
         )
@@ -338,10 +325,10 @@ class Store:
         return low - 1 if last is None else last
 
     def add_event(self, run_id: str, kind: str, detail: dict[str, Any], seed: int | None = None,
-                  step: int | None = None) -> None:
+                  step: int | None = None, at: float | None = None) -> None:
         self._transaction(
             "INSERT INTO events (run, seed, step, kind, detail, time) VALUES (?,?,?,?,?,?)",
-            [(run_id, seed, step, kind, json.dumps(detail), time.time())],
+            [(run_id, seed, step, kind, json.dumps(detail), time.time() if at is None else at)],
         )
 
     def add_artifact(self, run_id: str, kind: str, path: str, sha256: str) -> None:
@@ -358,6 +345,69 @@ class Store:
         ])
         return previous
 
+    # ------------------------------------------------------------ checkpoints
+
+    def _checkpoint_dir(self, run_id: str) -> Path:
+        return self.dir / "checkpoints" / run_id
+
+    def save_checkpoint(self, run_id: str, step: int, data: bytes) -> None:
+        """Made durable in an order a crash at any point cannot break:
+        1. write `step-N.safetensors.tmp`, flush and fsync it;
+        2. rename it to `step-N.safetensors` (atomic) and fsync the directory;
+        3. record path and sha256, dropping the previous record, in one transaction;
+        4. delete the previous file.
+        A half-written file is never recorded, a renamed but unrecorded one is
+        ignored (and removed) on reading, a recorded one changed on disk is refused."""
+        directory = self._checkpoint_dir(run_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        final = directory / f"step-{step:09d}.safetensors"
+        temporary = final.with_name(final.name + ".tmp")
+        with open(temporary, "wb") as f:
+            half = len(data) // 2
+            f.write(data[:half])
+            faults.point("checkpoint-write")  # a crash here leaves a torn temporary file
+            f.write(data[half:])
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, final)
+        _fsync_dir(directory)
+        faults.point("checkpoint-rename")  # renamed, not yet recorded: ignored on resume
+        relative = final.relative_to(self.dir).as_posix()
+        previous = self.replace_artifacts(run_id, CHECKPOINT, relative, hashlib.sha256(data).hexdigest())
+        faults.point("checkpoint-record")  # recorded; the previous file is still on disk
+        for path in previous:
+            if path != relative:
+                (self.dir / path).unlink(missing_ok=True)
+
+    def checkpoint_data(self, run_id: str) -> tuple[bytes, str] | None:
+        """Files in the run's checkpoint directory that the store does not record are removed."""
+        records = [a for a in self.artifacts(run_id) if a["kind"] == CHECKPOINT]
+        if not records:
+            self._remove_unrecorded(run_id, keep=None)
+            return None
+        record = records[-1]
+        path = self.dir / record["path"]
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise LearnscopeError(
+                f"checkpoint {path} of run '{run_id}' cannot be read ({exc.strerror or exc}); nothing was changed"
+            ) from None
+        if hashlib.sha256(data).hexdigest() != record["sha256"]:
+            raise LearnscopeError(
+                f"checkpoint {path} of run '{run_id}' does not match its recorded sha256 (truncated or modified "
+                f"after it was written); refusing to load it, nothing was changed"
+            )
+        self._remove_unrecorded(run_id, keep=path)
+        return data, str(path)
+
+    def _remove_unrecorded(self, run_id: str, keep: Path | None) -> None:
+        directory = self._checkpoint_dir(run_id)
+        if directory.is_dir():
+            for path in directory.iterdir():
+                if path != keep:
+                    path.unlink(missing_ok=True)
+
     # ------------------------------------------------------------ reading
 
     def _record(self, row: tuple) -> RunRecord:
@@ -365,10 +415,18 @@ class Store:
         r[5] = json.loads(r[5])
         r[6] = json.loads(r[6])
         record = RunRecord(*r)
-        if record.status == "running" and not self._owned(record.parent or record.id):
-            reason = STOPPED_WATCH if record.kind == WATCH else STOPPED.format(run=record.parent or record.id)
-            return replace(record, status="interrupted", reason=reason)
-        return record
+        return as_seen(record, record.status != "running" or self._held_above(record))
+
+    def _held_above(self, record: RunRecord) -> bool:
+        """Whether a live process holds the run or a run above it (an arm's
+        phenomenon, a trial's sweep)."""
+        at: str | None = record.id
+        while at is not None:
+            if self._owned(at):
+                return True
+            row = self.conn.execute("SELECT parent FROM runs WHERE id = ?", (at,)).fetchone()
+            at = row[0] if row else None
+        return False
 
     def get_run(self, run_id: str) -> RunRecord:
         row = self.conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -388,29 +446,10 @@ class Store:
         return [self._record(r) for r in rows]
 
     def metrics(self, run_ids: str | Sequence[str]) -> pd.DataFrame:
-        """Metric rows of one or more runs: run_id, seed, step, name, value,
-        run by run in the order they were written (step order)."""
         ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
-        frames = []
-        for run_id in ids:
-            rows = self.conn.execute(
-                "SELECT seed, step, name, value FROM metrics WHERE id >= ? AND id < ? ORDER BY id",
-                self._row_range(run_id),
-            ).fetchall()
-            seed, step, name, value = zip(*rows) if rows else ((), (), (), ())
-            frames.append(pd.DataFrame({
-                "run_id": run_id,
-                "seed": np.array(seed, dtype=np.int64),
-                "step": np.array(step, dtype=np.int64),
-                "name": pd.array(name, dtype=object),
-                "value": np.array(value, dtype=float),
-            }))
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-            columns=["run_id", "seed", "step", "name", "value"])
-
-    def diverged(self, run_id: str) -> dict[int, int]:
-        """Seeds of a run that diverged (and were frozen): seed -> step."""
-        return {e["seed"]: e["step"] for e in self.events(run_id, "diverged")}
+        return concat_metrics([metric_frame(run_id, self.conn.execute(
+            "SELECT seed, step, name, value FROM metrics WHERE id >= ? AND id < ? ORDER BY id",
+            self._row_range(run_id)).fetchall()) for run_id in ids])
 
     def events(self, run_id: str, kind: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT seed, step, kind, detail, time FROM events WHERE run = ?"

@@ -21,29 +21,21 @@ from typing import Any, Literal
 
 import numpy as np
 
-from learnscope import faults, registry
+from learnscope import registry
 from learnscope.compare import Comparison, compare_with
 from learnscope.errors import LearnscopeError, one_of
 from learnscope.progress import TrainingProgress
-from learnscope.runner import (
-    DEVICE_EVENT,
-    Device,
-    open_store,
-    recorded_device,
-    resume_run,
-    run_experiment,
-    run_phenomenon,
-)
+from learnscope.runner import DEVICE_EVENT, Device, recorded_device
 from learnscope.runs import Run
-from learnscope.spec import Experiment, load_spec_file
-from learnscope.store.sqlite import RunRecord, Store, new_run_id
-from learnscope.sweep.backends import BACKENDS, Backend, TrialResult, get_backend
+from learnscope.spec import load_spec_file
+from learnscope.store.base import Op, RunRecord, RunStore, new_run_id
+from learnscope.store.sqlite import Store
+from learnscope.sweep.backends import Backend, TrialHost, get_backend
 from learnscope.sweep.grid import Axis, Trial, experiment_trials, parse_grid, phenomenon_trials
+from learnscope.sweep.trial import TRIAL_EVENT, TrialResult, TrialWork, run_trial, trial_work
 from learnscope.train.devices import resolve_device
 
-__all__ = ["BACKENDS", "Backend", "Sweep", "TrialResult", "resume_sweep", "run_sweep"]
-
-TRIAL_EVENT = "sweep-trial"
+__all__ = ["TRIAL_EVENT", "Backend", "Sweep", "TrialResult", "resume_sweep", "run_sweep"]
 
 
 def _reporter(progress: TrainingProgress | bool) -> TrainingProgress:
@@ -77,15 +69,18 @@ def stored_trials(record: RunRecord) -> list[Trial]:
 
 def run_sweep(target: str, grid: Sequence[str], seeds: int | None = None, quick: bool = False,
               overrides: Sequence[str] = (), store: Store | str | None = None, backend: str = "local",
-              run_id: str | None = None, progress: TrainingProgress | bool = False, device: Device = "cpu") -> Sweep:
-    """Run `target` (a phenomenon name or a spec file) at every point of the grid."""
-    store = open_store(store)
-    chosen = get_backend(backend)
+              run_id: str | None = None, progress: TrainingProgress | bool = False, device: Device = "cpu",
+              address: str | None = None, workers: int | None = None) -> Sweep:
+    """Run `target` (a phenomenon name or a spec file) at every point of the
+    grid, on `backend` ("local", or "ray": a cluster at `address`, or a local
+    Ray instance of `workers` CPUs)."""
+    store = store if isinstance(store, Store) else Store(store)
+    chosen = get_backend(backend, address, workers)
     where = resolve_device(device)
     name = target if target in registry.phenomena else Path(target).stem
     sweep_id = run_id or new_run_id(f"sweep-{name}")
     spec, trials = plan_trials(target, grid, sweep_id, seeds, quick, overrides)
-    spec["backend"] = chosen.name
+    spec.update(chosen.options())
     with store.hold(sweep_id):
         store.create_run(sweep_id, name, spec, trials[0].seeds, kind="sweep")
         store.add_event(sweep_id, DEVICE_EVENT, {"device": str(where)})
@@ -95,16 +90,22 @@ def run_sweep(target: str, grid: Sequence[str], seeds: int | None = None, quick:
 
 
 def resume_sweep(sweep_id: str, store: Store | str | None = None, progress: TrainingProgress | bool = False,
-                 device: Device | Literal["recorded"] = "recorded") -> Sweep:
+                 device: Device | Literal["recorded"] = "recorded", backend: str | None = None,
+                 address: str | None = None, workers: int | None = None) -> Sweep:
     """Finish a stopped sweep: finished trials stay, stopped ones resume from
-    their checkpoints (`resume_run`), the rest run."""
-    store = open_store(store)
+    their checkpoints (`resume_run`), the rest run; on the backend it was
+    recorded with, unless `backend` (with `address`, `workers`) says another."""
+    store = store if isinstance(store, Store) else Store(store)
     record = store.get_run(sweep_id)
     if record.kind != "sweep":
         raise LearnscopeError(f"run '{sweep_id}' is not a sweep (kind {record.kind})")
     if record.status == "finished":
         raise LearnscopeError(f"sweep '{sweep_id}' already finished; there is nothing to resume")
-    chosen = get_backend(record.spec.get("backend", "local"))
+    if backend is None:
+        spec = record.spec
+        chosen = get_backend(spec.get("backend", "local"), spec.get("address"), spec.get("workers"))
+    else:
+        chosen = get_backend(backend, address, workers)
     where = resolve_device(recorded_device(store, sweep_id) if device == "recorded" else device)
     with store.hold(sweep_id):
         store.add_event(sweep_id, DEVICE_EVENT, {"device": str(where)})
@@ -113,13 +114,43 @@ def resume_sweep(sweep_id: str, store: Store | str | None = None, progress: Trai
     return Sweep(store, sweep_id)
 
 
-def _drive(store: Store, record: RunRecord, trials: list[Trial], backend: Backend, reporter: TrainingProgress,
+class _Driver(TrialHost):
+    """The sweep's process as its backend sees it: the one writer of the store."""
+
+    def __init__(self, store: RunStore, sweep: RunRecord, reporter: TrainingProgress,
+                 device_of: Callable[[Trial], Any]):
+        self.store, self.sweep, self.reporter, self.device_of = store, sweep, reporter, device_of
+
+    def finished(self, trial: Trial) -> bool:
+        return self.store.has_run(trial.run_id) and self.store.get_run(trial.run_id).status == "finished"
+
+    def run_here(self, trial: Trial) -> TrialResult:
+        return run_trial(self.store, self.sweep, trial, self.reporter, self.device_of(trial))
+
+    def work_of(self, trial: Trial) -> TrialWork:
+        return trial_work(self.store, self.sweep, trial, self.device_of(trial))
+
+    def record(self, ops: Sequence[Op]) -> None:
+        self.store.replay(ops)
+
+    def result(self, trial: Trial) -> TrialResult:
+        if not self.store.has_run(trial.run_id):
+            return TrialResult(trial.run_id, "not started")
+        record = self.store.get_run(trial.run_id)
+        return TrialResult(trial.run_id, record.status, record.reason)
+
+    def announce(self, message: str) -> None:
+        if self.reporter.enabled:
+            self.reporter.console.print(message)
+
+
+def _drive(store: RunStore, record: RunRecord, trials: list[Trial], backend: Backend, reporter: TrainingProgress,
            device_of: Callable[[Trial], Any]) -> None:
     """Hand the trials to the backend, keeping the sweep's status honest."""
     sweep_id = record.id
     store.set_status(sweep_id, "running")
     try:
-        results = backend.run(trials, lambda trial: _run_trial(store, record, trial, reporter, device_of(trial)))
+        results = backend.run(trials, _Driver(store, record, reporter, device_of))
     except KeyboardInterrupt:
         store.set_status(sweep_id, "interrupted", "interrupted by the user")
         raise
@@ -134,31 +165,8 @@ def _drive(store: Store, record: RunRecord, trials: list[Trial], backend: Backen
         store.set_status(sweep_id, "finished")
 
 
-def _trial_record(store: Store, run_id: str) -> RunRecord | None:
-    found = store.conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()
-    return store.get_run(run_id) if found else None
-
-
-def _run_trial(store: Store, sweep: RunRecord, trial: Trial, reporter: TrainingProgress, device: Any) -> TrialResult:
-    """Train one trial into the store (or finish it), as the driver's own work."""
-    existing = _trial_record(store, trial.run_id)
-    if existing is not None and existing.status == "finished":
-        return TrialResult(trial.run_id, existing.status)
-    spec = sweep.spec
-    if existing is not None:
-        run = resume_run(trial.run_id, store, reporter, device if device is not None else "recorded", within=sweep.id)
-    else:
-        store.add_event(trial.run_id, TRIAL_EVENT, {"sweep": sweep.id, "index": trial.index, "values": trial.values})
-        where = resolve_device(recorded_device(store, sweep.id)) if device == "recorded" else device
-        if spec["kind"] == "phenomenon":
-            run = run_phenomenon(spec["name"], spec["quick"], spec["seeds"], [*spec["overrides"], *trial.overrides],
-                                 store, trial.run_id, reporter, where, parent=sweep.id)
-        else:
-            run = run_experiment(Experiment.model_validate(trial.spec), store, spec["name"], trial.run_id, reporter,
-                                 device=where, parent=sweep.id)
-    record = store.get_run(run.id)
-    faults.point("trial-finished")
-    return TrialResult(run.id, record.status, record.reason)
+def _trial_record(store: RunStore, run_id: str) -> RunRecord | None:
+    return store.get_run(run_id) if store.has_run(run_id) else None
 
 
 # ------------------------------------------------------------------ reading a sweep
