@@ -1,4 +1,4 @@
-"""python -m benchmarks [--json FILE] [--only ensemble,probes,store,catalog,torch_module]
+"""python -m benchmarks [--json FILE] [--only ensemble,probes,store,catalog,torch_module,sweep]
 
 Prints each section as it is measured, then one summary table with the
 issue's bars; with --json, also writes every figure as one JSON object."""
@@ -13,9 +13,9 @@ import time
 
 import torch
 
-from benchmarks import catalog, ensemble, probes, store, torch_module
+from benchmarks import catalog, ensemble, probes, store, sweep, torch_module
 
-SECTIONS = ("ensemble", "probes", "store", "catalog", "torch_module")
+SECTIONS = ("ensemble", "probes", "store", "catalog", "torch_module", "sweep")
 
 
 def summary(results: dict) -> list[tuple[str, str, str]]:
@@ -59,6 +59,10 @@ def summary(results: dict) -> list[tuple[str, str, str]]:
         r = results["torch_module"]
         rows.append((f"plain classifier: S={r['seeds']} step, torch-module / built-in mlp",
                      f"{r['ratio']:.2f}x ({r['torch_module_s'] * 1e3:.2f} / {r['builtin_s'] * 1e3:.2f} ms)", "<= 1.5x"))
+    if "sweep" in results:
+        r = results["sweep"]
+        rows.append((f"{r['trials']}-trial sweep, whole command: ray ({r['workers']} workers) / local",
+                     f"{r['ratio']:.2f}x ({r['ray_s']:.1f} / {r['local_s']:.1f} s)", "reported, not a bar"))
     return rows
 
 
@@ -71,7 +75,8 @@ def main() -> None:
     torch.set_num_threads(threads)
     results: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": threads,
                                  "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M")}}
-    modules = {"ensemble": ensemble, "probes": probes, "store": store, "catalog": catalog, "torch_module": torch_module}
+    modules = {"ensemble": ensemble, "probes": probes, "store": store, "catalog": catalog, "torch_module": torch_module,
+               "sweep": sweep}
     for section in args.only.split(","):
         print(f"{section}:", flush=True)
         start = time.perf_counter()

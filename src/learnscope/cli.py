@@ -326,7 +326,8 @@ def _conclude_sweep(swept, console: Console, report: bool, as_json: bool) -> Non
 
 
 def _print_sweep(swept, rows, console: Console) -> None:
-    from learnscope.sweep import lower_is_better, t_interval
+    from learnscope.stats import mean_ci
+    from learnscope.sweep import lower_is_better
 
     record = swept.record
     console.print(f"[bold]{record.id}[/bold]  sweep of {record.name}  status [bold]{swept.status}[/bold]"
@@ -347,7 +348,7 @@ def _print_sweep(swept, rows, console: Console) -> None:
                  *(escape(json.dumps(r.values[label])) for label in labels), r.status,
                  fmt(r.duration) if r.duration is not None else "–"]
         if headline:
-            mean, low, high = t_interval(r.final.get(headline, []))
+            mean, low, high = mean_ci(r.final.get(headline, []))
             cells.append(f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]")
         table.add_row(*cells)
     console.print(table)

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from learnscope import registry
 from learnscope.compare import Comparison, compare_with
 from learnscope.errors import LearnscopeError, one_of
@@ -28,6 +26,7 @@ from learnscope.progress import TrainingProgress
 from learnscope.runner import DEVICE_EVENT, Device, recorded_device
 from learnscope.runs import Run
 from learnscope.spec import load_spec_file
+from learnscope.stats import mean_ci
 from learnscope.store.base import Op, RunRecord, RunStore, new_run_id
 from learnscope.store.sqlite import Store
 from learnscope.sweep.backends import Backend, TrialHost, get_backend
@@ -190,21 +189,6 @@ class TrialRow:
     final: dict[str, list[float]]  # metric key (`metric`, or `ARM:metric` for a phenomenon) -> per seed
 
 
-def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
-    """(mean, low, high): the 95% t-interval of the mean across seeds (non-finite left out)."""
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    if len(x) == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(np.mean(x))
-    if len(x) < 2:
-        return mean, math.nan, math.nan
-    from scipy import stats as scipy_stats  # here, not at the top: scipy.stats costs seconds to import
-
-    half = float(scipy_stats.t.ppf(0.975, len(x) - 1) * np.std(x, ddof=1) / math.sqrt(len(x)))
-    return mean, mean - half, mean + half
-
-
 class Sweep:
     """A stored sweep, read back: its axes and trials."""
 
@@ -274,7 +258,7 @@ class Sweep:
         elif metric not in keys:
             raise LearnscopeError(f"metric '{metric}' is not recorded by the trials of '{self.id}'; "
                                   f"{one_of(metric, keys)}")
-        scored = [(t_interval(row.final[metric])[0], row) for row in rows
+        scored = [(mean_ci(row.final[metric])[0], row) for row in rows
                   if metric is not None and metric in row.final]
         scored = [(score, row) for score, row in scored if math.isfinite(score)]
         if metric is None or not scored:

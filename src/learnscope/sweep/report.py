@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 from learnscope.report import report_directory, save_figures, write_page
 from learnscope.report.page import fmt
 from learnscope.report.plots import new_figure
-from learnscope.sweep import Sweep, TrialRow, lower_is_better, t_interval
+from learnscope.stats import mean_ci
+from learnscope.sweep import Sweep, TrialRow, lower_is_better
 from learnscope.sweep.grid import Axis
 
 SCALE_KEYS = ("lr", "weight_decay")
@@ -44,7 +45,7 @@ def _label(value: Any) -> str:
 
 
 def _best(rows: Sequence[TrialRow], metric: str) -> TrialRow | None:
-    scored = [(t_interval(r.final[metric])[0], r) for r in rows if metric in r.final]
+    scored = [(mean_ci(r.final[metric])[0], r) for r in rows if metric in r.final]
     scored = [(s, r) for s, r in scored if math.isfinite(s)]
     if not scored:
         return None
@@ -62,7 +63,7 @@ def axis_figure(metric: str, axis: Axis, others: Sequence[Axis], rows: Sequence[
         groups.setdefault(key, []).append(row)
     best = _best(rows, metric)
     for label, members in groups.items():
-        points = [(positions[json.dumps(r.values[axis.label])], *t_interval(r.final[metric]), r)
+        points = [(positions[json.dumps(r.values[axis.label])], *mean_ci(r.final[metric]), r)
                   for r in members if metric in r.final]
         if not points:
             continue
@@ -102,7 +103,7 @@ def heatmap_figure(metric: str, axes: Sequence[Axis], rows: Sequence[TrialRow]) 
             continue
         i = index_of[0][json.dumps(row.values[first.label])]
         j = index_of[1][json.dumps(row.values[second.label])]
-        grid[i, j] = t_interval(row.final[metric])[0]
+        grid[i, j] = mean_ci(row.final[metric])[0]
         if best is not None and row.run_id == best.run_id:
             best_cell = (i, j)
     fig, ax = new_figure(5.2, 4.2)
@@ -133,7 +134,7 @@ def trial_table(sweep: Sweep, rows: Sequence[TrialRow], metrics: Sequence[str], 
         cells += [f"<td>{html.escape(_label(row.values[a]))}</td>" for a in axes]
         cells += [f"<td>{html.escape(row.status)}</td>", f"<td>{fmt(row.duration) if row.duration else '–'}</td>"]
         for metric in metrics:
-            mean, low, high = t_interval(row.final.get(metric, []))
+            mean, low, high = mean_ci(row.final.get(metric, []))
             cells.append(f"<td>{fmt(mean)} [{fmt(low)}, {fmt(high)}]</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table>{head}{''.join(body)}</table>"
