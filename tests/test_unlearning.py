@@ -9,6 +9,9 @@ against their definitions:
   tiny inputs (numpy forward passes of the MLP, per-split gradients, numpy
   KL), NPO against its formula and the paper's gradient claim;
 - `membership_auc` against scikit-learn's `roc_auc_score`, ties included;
+  its Min-k% attack against the definition in MUSE's and open-unlearning's
+  code; privacy leakage against MUSE's and open-unlearning's formulas,
+  recomputed here from their AUCs;
 - seed k of a 3-seed ensemble equals the single run with seed k (also in
   groups of seeds), and a resumed run ends bit for bit where the
   uninterrupted one does;
@@ -29,13 +32,13 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import auc, roc_auc_score, roc_curve
 
 from learnscope import registry
 from learnscope.errors import SpecError
 from learnscope.interventions.unlearn import example_kl, example_nll
 from learnscope.losses import IGNORE
-from learnscope.probes.privacy import membership_auc, privacy_leakage
+from learnscope.probes.privacy import membership_auc, min_k_losses, privacy_leakage
 from learnscope.runner import run_experiment
 from learnscope.spec import Experiment
 from learnscope.store.sqlite import Store
@@ -464,9 +467,114 @@ def test_membership_probe_splits_are_checked():
                                            "probes": [{"name": "membership_auc", "nonmembers": "hold"}]}))
 
 
-def test_privacy_leakage_is_relative_to_the_oracle():
-    assert privacy_leakage(0.75, 0.5) == pytest.approx(0.5)
-    assert privacy_leakage(0.4, 0.5) == pytest.approx(-0.2)
+def test_privacy_leakage_on_known_aucs():
+    """MUSE's sign: negative under-unlearned (the attack still sees the forget
+    set), positive over-unlearned; relative to 1 − AUC_oracle."""
+    assert privacy_leakage(1.0, 0.5) == pytest.approx(-1.0)  # never unlearned, against a chance oracle
+    assert privacy_leakage(0.75, 0.5) == pytest.approx(-0.5)
+    assert privacy_leakage(0.5, 0.5) == 0.0
+    assert privacy_leakage(0.4, 0.5) == pytest.approx(0.2)
+    assert privacy_leakage(0.7, 0.6) == pytest.approx(-0.25)  # (0.6 − 0.7) / 0.4, not (0.7 − 0.6) / 0.6
+    np.testing.assert_allclose(privacy_leakage(np.array([0.9, 0.3]), np.array([0.5, 0.4])), [-0.8, 1 / 6])
+
+
+def muse_auc(forget_losses: np.ndarray, holdout_losses: np.ndarray) -> float:
+    """As muse_bench's metrics/privleak.py computes its AUCs: forget labelled
+    0 ("nonmember" in its code), holdout 1, scored by −loss, the ROC curve's
+    area."""
+    labels = np.r_[np.zeros(len(forget_losses)), np.ones(len(holdout_losses))]
+    fpr, tpr, _ = roc_curve(labels, -np.r_[forget_losses, holdout_losses])
+    return float(auc(fpr, tpr))
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_privacy_leakage_reproduces_muse_and_open_unlearning(case):
+    """Independent of learnscope's code: losses of an unlearned and of a
+    retrained model on a forget set and a holdout, MUSE's PrivLeak as its
+    eval.py has it, (AUC_unlearned − AUC_retrain) / AUC_retrain · 100 on its
+    AUCs, and open-unlearning's (its AUC in our orientation, 1 − AUC taken
+    in `privleak`); learnscope's leakage from its own AUCs is the same ×100."""
+    rng = np.random.default_rng(case)
+    shift = [-1.5, -0.4, 0.0, 0.8][case]  # the unlearned model's forget losses below (under-) or above (over-)
+    forget_u, holdout_u = rng.normal(2.0 + shift, 1, 40), rng.normal(2.0, 1, 30)
+    forget_r, holdout_r = rng.normal(2.0, 1, 40), rng.normal(2.0, 1, 30)
+    muse = (muse_auc(forget_u, holdout_u) - muse_auc(forget_r, holdout_r)) / muse_auc(forget_r, holdout_r) * 100
+
+    def open_unlearning_auc(forget, holdout):  # src/evals/metrics/mia/utils.py: forget 0, holdout 1, score the loss
+        return roc_auc_score(np.r_[np.zeros(len(forget)), np.ones(len(holdout))], np.r_[forget, holdout])
+
+    score, ref = 1 - open_unlearning_auc(forget_u, holdout_u), 1 - open_unlearning_auc(forget_r, holdout_r)
+    assert (score - ref) / ref * 100 == pytest.approx(muse, rel=1e-12)
+
+    ours = [membership_auc(-torch.tensor(f)[None], -torch.tensor(h)[None]).item()
+            for f, h in ((forget_u, holdout_u), (forget_r, holdout_r))]
+    assert privacy_leakage(*ours) * 100 == pytest.approx(muse, rel=1e-9, abs=1e-9)
+    assert (muse < 0) == (shift < 0) or shift == 0  # lower forget losses: under-unlearned, negative
+
+
+def min_k_reference(position_losses: list[float], k: float) -> float:
+    """Min-k% as muse_bench's privleak.py scores a text (the mean of the
+    floor(k · n) lowest token log-probabilities, negated) with
+    open-unlearning's floor of one position (mia/min_k.py)."""
+    log_probs = -np.asarray(position_losses)
+    taken = max(1, int(len(log_probs) * k))
+    return float(-np.mean(np.sort(log_probs)[:taken]))
+
+
+def test_min_k_losses_against_the_reference_definition():
+    rng = np.random.default_rng(5)
+    losses = torch.tensor(rng.exponential(1.0, size=(2, 6, 10)))
+    scored = torch.tensor(rng.random((2, 6, 10)) < 0.7)
+    scored[0, 0] = False  # no scored position: 0, as example_losses gives
+    scored[0, 1] = torch.arange(10) == 3  # one: its loss, whatever k
+    for k in (0.05, 0.3, 0.4, 0.6, 1.0):
+        got = min_k_losses(losses, scored, k)
+        for s in range(2):
+            for b in range(6):
+                kept = losses[s, b][scored[s, b]].tolist()
+                want = min_k_reference(kept, k) if kept else 0.0
+                assert got[s, b].item() == pytest.approx(want, rel=1e-12), (s, b, k)
+    everything = min_k_losses(losses, torch.ones_like(scored), 1.0)
+    torch.testing.assert_close(everything, losses.mean(-1))  # k = 1: the mean loss
+
+
+def test_min_k_attack_on_sequences_and_on_one_label():
+    """The probe with attack min_k: on a sequence task, the AUC of −Min-k%
+    scores computed here from the model's outputs; with one label per
+    example, the loss attack's AUC."""
+    spec = {"task": copy.deepcopy(SEQUENCE_TASK), "model": TRANSFORMER,
+            # 3 steps: partly memorized, so neither attack's AUC is 1 yet and the two differ
+            "recipe": {"optimizer": "adam", "lr": 1e-2, "steps": 3, "train_split": "train"}, "seeds": [0, 1],
+            "probes": [{"name": "membership_auc", "attack": "min_k", "k": 0.7}, "membership_auc"]}
+    trainer = Trainer(Experiment.model_validate(spec))
+    trainer.run()
+    got = trainer.measure()
+    assert set(got) >= {"membership_auc_min70/forget", "membership_auc/forget"}
+    with torch.no_grad():
+        log_probs = {split: F.log_softmax(trainer.model(x).double(), -1).gather(-1, y.clamp(min=0)[..., None])[..., 0]
+                     for split, (x, y) in trainer.data.splits.items() if split in ("forget", "holdout")}
+        scored = {split: y != IGNORE for split, (_, y) in trainer.data.splits.items() if split in ("forget", "holdout")}
+    for seed in range(2):
+        scores = {split: [-min_k_reference(-lp[seed, b][scored[split][seed, b]].numpy(), 0.7)
+                          for b in range(lp.shape[1])] for split, lp in log_probs.items()}
+        want = roc_auc_score(np.r_[np.ones(len(scores["forget"])), np.zeros(len(scores["holdout"]))],
+                             np.r_[scores["forget"], scores["holdout"]])
+        assert got["membership_auc_min70/forget"][seed].item() == pytest.approx(want, abs=1e-9)
+    assert not torch.equal(got["membership_auc_min70/forget"], got["membership_auc/forget"])  # another attack
+
+    one_label = Experiment.model_validate({**experiment(TASK, [], "train").to_dict(), "probes": [
+        {"name": "membership_auc", "attack": "min_k", "k": 0.4}, "membership_auc"]})
+    trainer = Trainer(one_label)
+    trainer.run()
+    got = trainer.measure()
+    torch.testing.assert_close(got["membership_auc_min40/forget"], got["membership_auc/forget"], rtol=0, atol=1e-12)
+
+
+def test_min_k_attack_is_refused_on_regression():
+    spec = {"task": {"name": "teacher-student"}, "model": {"name": "mlp", "hidden": [8]},
+            "probes": [{"name": "membership_auc", "members": "train", "nonmembers": "test", "attack": "min_k"}]}
+    with pytest.raises(SpecError, match=r"^probes\[0\]\.attack: min_k needs the log-probability of each target"):
+        Trainer(Experiment.model_validate(spec))
 
 
 # ---------------------------------------------------------------- ensembles and resume
@@ -646,7 +754,8 @@ def test_unlearning_end_to_end(tmp_path):
     test accuracy is 0.30 (GA, step 40) against 0.77 (NPO, step 45): NPO's
     claim, utility kept at equal forget quality. NPO's membership AUC falls
     from 0.99 to 0.76 at step 60 (MUSE's privacy leakage against the oracle
-    +0.50: under-unlearned); GA's is undefined once its losses overflow."""
+    −0.50, −0.64 to −0.43 by seed: under-unlearned); GA's is undefined once
+    its losses overflow."""
     store = Store(tmp_path / "store")
     original = run_experiment(demo("train", 200, "adam", 3e-3), store, run_id="original")
     oracle = run_experiment(demo("retain", 200, "adam", 3e-3), store, run_id="oracle")

@@ -37,7 +37,6 @@ from learnscope.catalog.unlearning_methods import UnlearningMethods
 from learnscope.catalog.unlearning_scalability import SHARES, UnlearningScalability
 from learnscope.catalog.unlearning_sustainability import UnlearningSustainability
 from learnscope.cli import main
-from learnscope.probes.privacy import privacy_leakage
 from learnscope.report import report_run
 from learnscope.report.figures import render
 from learnscope.report.page import arm_table
@@ -222,20 +221,22 @@ def test_privacy_leakage_and_cost_against_direct_computation():
     }
     measures = unlearning_measures(arms)
     assert set(measures) == {"original", "npo"}  # not the oracle; cost only for the arm that unlearns
-    oracle_final = np.array([0.5, 0.45, 0.55])
-    np.testing.assert_allclose(measures["npo"]["privacy_leakage"], (np.array([0.7, 0.6, 0.5]) - oracle_final)
-                               / oracle_final)
+    oracle_final = np.array([0.5, 0.45, 0.55])  # MUSE's (r − a) / (1 − r), a the arm's final AUC, r the oracle's
+    np.testing.assert_allclose(measures["npo"]["privacy_leakage"], [-0.4, -0.15 / 0.55, 0.05 / 0.45])
     np.testing.assert_allclose(measures["original"]["privacy_leakage"],
-                               (np.array([0.99, 0.97, 1.0]) - oracle_final) / oracle_final)
+                               (oracle_final - np.array([0.99, 0.97, 1.0])) / (1 - oracle_final))
     np.testing.assert_allclose(measures["npo"]["cost/updates"], [0.3] * 3)
     np.testing.assert_allclose(measures["npo"]["cost/wall_time"], [0.25] * 3)
     assert method_names(arms) == ["npo"]
 
 
 def test_derived_privacy_leakage_through_the_store(tmp_path, capsys):
-    """On a real (quick) run, the summary's privacy leakage is MUSE's formula
-    applied to the stored final AUCs, seed by seed; `learnscope show` and the
-    report lay the arms side by side."""
+    """On a real (quick) run, the original's privacy leakage in the summary
+    and in the verdict's measures is MUSE's (r − a) / (1 − r), seed by seed,
+    from the two arms' stored final membership AUCs (a the original's, r
+    the oracle's): negative, under-unlearned, as a model that never
+    unlearned must read. `learnscope show` and the report lay the arms side
+    by side."""
     store = Store(tmp_path / "store")
     run = run_phenomenon("unlearning-privacy", quick=True, store=store)
     metrics = run.metrics
@@ -244,7 +245,10 @@ def test_derived_privacy_leakage_through_the_store(tmp_path, capsys):
                                                                                   values="value")
     summary = run.summary().set_index(["arm", "metric"])
     stored = summary.loc[("original", "privacy_leakage"), "values"]
-    np.testing.assert_allclose(stored, privacy_leakage(last["original"], last["oracle"]).to_numpy())
+    a, r = last["original"].to_numpy(), last["oracle"].to_numpy()
+    np.testing.assert_allclose(stored, (r - a) / (1 - r), rtol=1e-12)
+    np.testing.assert_allclose(run.verdict.measures["original privacy leakage"], (r - a) / (1 - r), rtol=1e-12)
+    assert (np.array(stored) < -0.5).all()
     assert ("oracle", "privacy_leakage") not in summary.index
 
     capsys.readouterr()

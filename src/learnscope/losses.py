@@ -30,16 +30,33 @@ def example_losses(info: TaskInfo, outputs: torch.Tensor, targets: torch.Tensor)
     S, B = targets.shape[:2]
     if not info.is_classification:
         return (outputs - targets).square().reshape(S, B, -1).mean(-1)
-    outputs = info.restrict_outputs(outputs, targets)
-    classes = outputs.shape[-1]
-    if classes < SOFTMAX_MIN_WIDTH:
-        outputs = F.pad(outputs, (0, SOFTMAX_MIN_WIDTH - classes), value=float("-inf"))
-    flat = F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1), reduction="none",
-                           ignore_index=IGNORE)
+    flat = _cross_entropy(info, outputs, targets)
     if not info.sequence:
         return flat.view(S, B)
     scored = (targets != IGNORE).reshape(S, B, -1)
     return flat.view(S, B, -1).sum(-1) / scored.sum(-1).clamp(min=1)
+
+
+def token_losses(info: TaskInfo, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """([S, B, T], [S, B, T]): the cross-entropy of every position of every
+    example (its negated log-probability of the target), 0 where not scored,
+    and which positions are scored; T = 1 for one label per example. For
+    classification and sequence tasks."""
+    S, B = targets.shape[:2]
+    if not info.is_classification:
+        raise ValueError("token_losses needs a classification or sequence task; this task is regression (mse)")
+    losses = _cross_entropy(info, outputs, targets).view(S, B, -1)
+    return losses, (targets != IGNORE).reshape(S, B, -1)
+
+
+def _cross_entropy(info: TaskInfo, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per scored target, flat: [S · B] or [S · B · T], 0 at IGNORE."""
+    outputs = info.restrict_outputs(outputs, targets)
+    classes = outputs.shape[-1]
+    if classes < SOFTMAX_MIN_WIDTH:
+        outputs = F.pad(outputs, (0, SOFTMAX_MIN_WIDTH - classes), value=float("-inf"))
+    return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1), reduction="none",
+                           ignore_index=IGNORE)
 
 
 def example_accuracy(info: TaskInfo, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

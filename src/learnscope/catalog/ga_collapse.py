@@ -39,8 +39,10 @@ steps 7-16 / 8-19 (6-14 / 8-17 with a probe at every step, where retain
 accuracy at half forgotten is 0.955-1.000 quick); retain accuracy first
 comes down to the collapse level at probed steps 7-68 / 8-55 (7-62 /
 8-47), and test accuracy ends at 0.250-0.463.
-Its privacy leakage at the end (derived) is negative, over-unlearning:
-mean -0.05 (95% CI [-0.09, -0.02]) full, -0.10 ([-0.15, -0.05]) quick.
+Its privacy leakage at the end (derived, MUSE's sign) is positive,
+over-unlearning: mean +0.058 (95% CI [+0.019, +0.097]) full, +0.117
+([+0.055, +0.180]) quick, -0.12 to +0.34 / -0.12 to +0.48 by seed (24
+seeds).
 Beyond the budget the ascent goes on: the weights grow exponentially and
 every seed's loss overflows, at steps 460-567 (full, 8 seeds) and 419-544
 (quick, 8 seeds), after which a seed is frozen as diverged and left out

@@ -50,11 +50,11 @@ accuracy at the end 0.929-0.989 / 0.817-0.993.
 Beyond: over 3000 steps (8 seeds) NPO never collapsed (retain accuracy at
 the end 0.95-0.98 full, 0.92-0.98 quick) and its loss stayed finite, while
 gradient ascent's overflowed at steps 419-567 (catalog/ga_collapse.py).
-Privacy (derived): NPO under-unlearns, mean leakage +0.53 (95% CI [0.51,
-0.57]) full, +0.54 ([0.48, 0.59]) quick — its membership AUC stops near
-0.75 where the canaries' wrong labels are no longer predicted but still
-likelier than a never-seen example's; gradient ascent over-unlearns
-(-0.05 full, -0.10 quick).
+Privacy (derived, MUSE's sign, 24 seeds): NPO under-unlearns, mean
+leakage -0.511 (95% CI [-0.537, -0.485]) full, -0.512 ([-0.555, -0.469])
+quick — its membership AUC stops near 0.75 where the canaries' wrong labels
+are no longer predicted but still likelier than a never-seen example's;
+gradient ascent over-unlearns (+0.058 full, +0.117 quick).
 
 Wall time (`learnscope verify`, this 2-core machine, one torch thread, the
 process's start included): full 9 s, --quick 4 s.

@@ -60,12 +60,15 @@ transformer (catalog/unlearning_methods.py gives the sizes and budgets).
 
 Measures derived across arms (`derived`, shown with CIs in `learnscope
 show` and the report), seed by seed:
-- `privacy_leakage` of every arm but the oracle: MUSE's (AUC − AUC_oracle)
-  / AUC_oracle of the final `membership_auc/forget` (the loss-threshold
-  attack, forget against holdout), against the oracle's of the same seed.
-  Near 0: the attack sees what it sees on a model that never trained on
-  the forget set; positive: under-unlearned; negative: over-unlearned (the
-  forget set now looks less like members than never-seen data does);
+- `privacy_leakage` of every arm but the oracle: MUSE's PrivLeak (as its
+  code computes it, without its ×100; probes/privacy.py derives it),
+  (AUC_oracle − AUC) / (1 − AUC_oracle) of the final
+  `membership_auc/forget` (the loss attack, MUSE's `PPL` key, forget
+  against holdout), against the oracle's of the same seed. Near 0: the
+  attack sees what it sees on a model that never trained on the forget
+  set; negative: under-unlearned (about −1 for the original against an
+  oracle at chance); positive: over-unlearned (the forget set now looks
+  less like members than never-seen data does);
 - `cost/updates`, `cost/wall_time` of every unlearning arm: its updates and
   its wall time (from its run's creation to its end, as the store records
   them; one value per arm, so the same for every seed) over the oracle's,

@@ -32,8 +32,9 @@ the table of the README), each with its 95% CI across seeds:
   under its held-out template, never trained on verbatim);
 - utility: `exact_match/retain_knowledge` (the same on retain entities),
   with `exact_match/retain` (verbatim) beside it;
-- privacy leakage: (AUC − AUC_oracle) / AUC_oracle of the loss-threshold
-  membership attack, forget against holdout strings (derived);
+- privacy leakage: MUSE's (AUC_oracle − AUC) / (1 − AUC_oracle) of the
+  loss membership attack (MUSE's `PPL` key, not its default Min-40%),
+  forget against holdout strings (derived; negative: under-unlearned);
 - cost: updates and wall time over the oracle's (derived).
 Scalability and sustainability are not part of this entry (see the README).
 

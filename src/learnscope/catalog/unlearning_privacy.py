@@ -1,15 +1,17 @@
 """Unlearning privacy: a membership-inference attack sees the forget set in
 the original model and not in the retrain oracle — the reference of MUSE's
-privacy leakage, (AUC_unlearned − AUC_retrained) / AUC_retrained.
+privacy leakage, (AUC_retrained − AUC_unlearned) / (1 − AUC_retrained) in
+learnscope's AUC orientation (probes/privacy.py derives it from MUSE's code).
 
 Setting (catalog/unlearning.py, "canaries"): a 4-class Gaussian mixture in
 which `count` training examples carry random wrong labels (the forget set);
 the holdout is as many test examples given wrong labels of their own, drawn
 the same way but never trained on. The original trains on everything and
 fits every canary; the oracle trains on the retain set alone. The attack is
-the loss threshold (`membership_auc`, forget against holdout): a canary the
-model memorized has a low loss on its wrong label, a holdout example a high
-one. For the oracle both are examples it never saw, drawn alike, so its AUC
+the loss threshold (`membership_auc`, forget against holdout; MUSE's `PPL`
+key, open-unlearning's LOSS; with one label per example MUSE's default
+Min-k% is the same attack): a canary the model memorized has a low loss on
+its wrong label, a holdout example a high one. For the oracle both are examples it never saw, drawn alike, so its AUC
 is that of two exchangeable samples: 0.5 up to sampling noise (standard
 deviation sqrt((m + n + 1) / (12 m n)): 0.051 at 64 + 64 examples, 0.036 at
 128 + 128).
@@ -25,10 +27,13 @@ The thresholds, with the ranges measured across seeds when they were set
 (`learnscope run unlearning-privacy --seeds 24` and `--quick --seeds 24`;
 the default seeds are among them), are data on the phenomenon (`learnscope
 list unlearning-privacy`).
-The original's privacy leakage against the oracle (derived, in the summary)
-is what an unlearning method that did nothing would leak: measured +0.73 to
-+1.30 per seed at full size (mean +1.00, 95% CI [0.96, 1.05]), +0.71 to
-+1.41 quick; catalog/ga_collapse.py and npo_vs_ga.py give the methods'.
+The original's privacy leakage against the oracle (derived, in the summary
+and the verdict's measures) is what an unlearning method that did nothing
+would leak, under-unlearned and so negative, near MUSE's floor of −1 (an
+original whose AUC is 1): measured −0.99 to −0.93 per seed at full size
+(mean −0.953, 95% CI [−0.961, −0.946]), −0.99 to −0.93 quick (mean
+−0.960, [−0.969, −0.950]), over the same 24 seeds (MUSE's scale is ×100:
+−95). catalog/ga_collapse.py and npo_vs_ga.py give the methods'.
 
 Wall time (`learnscope verify`, this 2-core machine, one torch thread, the
 process's start included): full 6 s, --quick 3 s.
