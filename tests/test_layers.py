@@ -20,7 +20,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "learnscope"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "faults", "progress", "seeding", "stats", "version", "optimizers", "registry"),
+    ("errors", "faults", "progress", "provenance", "seeding", "stats", "version", "optimizers", "registry"),
     ("spec",),
     ("tasks", "losses"),
     ("models",),

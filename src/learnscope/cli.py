@@ -7,11 +7,14 @@ stdout's last line is one JSON object and everything else goes to stderr.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import platform
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -20,7 +23,7 @@ from rich.table import Table
 
 from learnscope import registry
 from learnscope.compare import Comparison, compare_runs
-from learnscope.errors import LearnscopeError, did_you_mean
+from learnscope.errors import LearnscopeError, RunInterrupted, did_you_mean
 from learnscope.progress import TrainingProgress
 from learnscope.report import report_run
 from learnscope.report.page import fmt
@@ -36,6 +39,32 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="learnscope: a laboratory for how neural networks learn, generalize, memorize and forget.",
 )
+
+def versions() -> str:
+    """learnscope's, torch's and Python's versions (torch's from its metadata: not imported for this)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from learnscope.version import __version__
+
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        torch_version = "not installed"
+    return f"learnscope {__version__}, torch {torch_version}, Python {platform.python_version()}"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(versions())
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="learnscope's, torch's and Python's versions")] = False,
+) -> None:
+    """learnscope: a laboratory for how neural networks learn, generalize, memorize and forget."""
+
 
 StoreOpt = Annotated[
     Optional[Path], typer.Option("--store", help="store directory (default ./learnscope-runs or $LEARNSCOPE_STORE)")
@@ -378,6 +407,7 @@ def resume(
     console = _console(as_json)
     progress = TrainingProgress(Console(stderr=True), enabled=sys.stderr.isatty() or not as_json)
     st = _existing_store(store)
+    run_id = st.resolve_id(run_id)
     if st.get_run(run_id).kind == "sweep":
         from learnscope.sweep import resume_sweep
 
@@ -415,8 +445,10 @@ def verify(
 
     console = _console(False)
     if stored_run is not None:
-        verdict = check_signature(_existing_store(store), stored_run)
-        record = _existing_store(store).get_run(stored_run)
+        st = _existing_store(store)
+        stored_run = st.resolve_id(stored_run)
+        verdict = check_signature(st, stored_run)
+        record = st.get_run(stored_run)
         console.print(verdict.line(record.name))
         raise typer.Exit(0 if verdict.ok else 1)
     if all_ == (name is not None):
@@ -505,10 +537,11 @@ def _model_sites(experiment) -> dict[str, tuple[tuple[int, ...], int | None]]:
 
 
 @app.command()
-def show(run_id: Annotated[str, typer.Argument(help="a run id")], store: StoreOpt = None,
+def show(run_id: Annotated[str, typer.Argument(help="a run id, a unique prefix of one, or latest")], store: StoreOpt = None,
     plugin: PluginOpt = None, as_json: JsonOpt = False):
     """A run's summary: per-seed final values, mean, std, 95% CI, signature; a sweep's trials."""
     st = _existing_store(store)
+    run_id = st.resolve_id(run_id)
     if st.get_run(run_id).kind == "sweep":
         from learnscope.sweep import Sweep
 
@@ -617,6 +650,8 @@ def compare(
     pair as they are.
     """
     st = _existing_store(store)
+    run_a = st.resolve_id(run_a)
+    run_b = st.resolve_id(run_b) if run_b is not None else None
     if st.get_run(run_a).kind == "sweep":
         if run_b is not None:
             raise LearnscopeError(f"'{run_a}' is a sweep: compare it alone (its trials with the best or --baseline)")
@@ -705,6 +740,7 @@ def report(
     from learnscope.report import write_report
 
     st = _existing_store(store)
+    run_ids = [st.resolve_id(run_id) for run_id in run_ids]
     sweeps = [run_id for run_id in run_ids if st.get_run(run_id).kind == "sweep"]
     if sweeps:
         if len(run_ids) > 1:
@@ -719,10 +755,11 @@ def report(
 
 @app.command()
 def export(
-    run_id: Annotated[str, typer.Argument(help="a run id")],
+    run_id: Annotated[str, typer.Argument(help="a run id, a unique prefix of one, or latest")],
     format: Annotated[str, typer.Option("--format", help="csv, parquet, tensorboard or mlflow")] = "csv",
     out: Annotated[Optional[Path], typer.Option(
-        "-o", "--out", help="output file; a directory for tensorboard and mlflow (default RUN.csv, RUN-mlflow, ...)")] = None,
+        "-o", "--out", help="output file; a directory for tensorboard and mlflow (default RUN.csv, RUN-mlflow, ...); "
+                            "missing parent directories are created")] = None,
     store: StoreOpt = None,
     plugin: PluginOpt = None,
 ):
@@ -730,20 +767,48 @@ def export(
     spec, as TensorBoard event files or an MLflow store (the extras learnscope[tensorboard], learnscope[mlflow])."""
     from learnscope.store.export import export_metrics
 
-    path, rows = export_metrics(_existing_store(store), run_id, format, out)
+    st = _existing_store(store)
+    path, rows = export_metrics(st, st.resolve_id(run_id), format, out)
     print(f"wrote {rows} rows to {path}")
 
 
 # ------------------------------------------------------------------ entry point
 
 
+class _Stopped(Exception):
+    """Ctrl-C, carried past Typer (which turns a KeyboardInterrupt into a bare exit code)."""
+
+    def __init__(self, interrupt: KeyboardInterrupt):
+        super().__init__(str(interrupt))
+        self.interrupt = interrupt
+
+
+def _carry_interrupts(callback: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(callback)  # Typer reads the options from the wrapped signature
+    def command(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            raise _Stopped(exc) from None
+
+    command.carries_interrupts = True  # type: ignore[attr-defined]
+    return command
+
+
 def main(argv: list[str] | None = None) -> int:
+    for info in app.registered_commands:
+        if info.callback is not None and not getattr(info.callback, "carries_interrupts", False):
+            info.callback = _carry_interrupts(info.callback)
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="learnscope", standalone_mode=False)
     except LearnscopeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except _Stopped as stop:  # a run stopped by Ctrl-C says how to resume it
+        interrupt = stop.interrupt
+        print(f"interrupted: {interrupt}" if isinstance(interrupt, RunInterrupted) else "interrupted", file=sys.stderr)
+        return 130
     except typer.Abort:
         print("aborted", file=sys.stderr)
         return 130
@@ -764,7 +829,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {message}{hint}".replace("\n", " "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; the run is marked interrupted in the store", file=sys.stderr)
+        print("interrupted", file=sys.stderr)
         return 130
     return code if isinstance(code, int) else 0
 

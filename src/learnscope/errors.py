@@ -34,6 +34,18 @@ class NotFoundError(LearnscopeError):
     """A run, phenomenon or file that does not exist."""
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C while a run trained: the run is marked interrupted in the store,
+    and this says how to continue it."""
+
+    def __init__(self, run_id: str, store_dir: object = None):
+        self.run_id = run_id
+        self.store_dir = store_dir
+        where = f" --store {store_dir}" if store_dir is not None else ""
+        self.resume = f"learnscope resume {run_id}{where}"
+        super().__init__(f"run '{run_id}' is marked interrupted; continue it with: {self.resume}")
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """' (did you mean 'x'?)' when a choice is close to `word`, else ''."""
     close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)

@@ -48,7 +48,8 @@ from learnscope.runner import STORE_MARGIN_BYTES, open_store
 from learnscope.runs import Run
 from learnscope.seeding import generator
 from learnscope.spec import Experiment, ProbeSpec, Recipe, resolve_component
-from learnscope.store.sqlite import WATCH, Store, new_run_id
+from learnscope.store.base import run_id_for
+from learnscope.store.sqlite import WATCH, Store
 from learnscope.tasks.base import Block, TaskInfo
 from learnscope.train.data import gather
 
@@ -485,10 +486,10 @@ class Watch:
         self.every = every
         self.probes, self._needs = _probes(probes, info, self.model)
         self.view = WatchedLoop(self.model, info, _Data(info, splits), seed_list)
+        self.name = name or WATCH
+        self.run_id = run_id_for(run_id, self.name)
         self.store = open_store(store)
         self.store.check_room(STORE_MARGIN_BYTES)
-        self.name = name or WATCH
-        self.run_id = run_id or new_run_id(self.name)
         self._last_step: int | None = None
         self._probed_step: int | None = None
         self._closed = False

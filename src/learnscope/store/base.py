@@ -10,6 +10,7 @@ trains through either without knowing which.
 from __future__ import annotations
 
 import platform
+import re
 import secrets
 import time
 from abc import ABC, abstractmethod
@@ -55,8 +56,28 @@ class RunRecord:
     host: str
 
 
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+RUN_ID_RULE = ("letters, digits, '.', '_' and '-', starting with a letter or digit, at most 200 characters, "
+               "no '..'")
+
+
 def new_run_id(name: str) -> str:
-    return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-_")[:120] or "run"
+    return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id names files (checkpoints, locks, reports): refuse one that could
+    not, or that would reach outside the store."""
+    if not RUN_ID.fullmatch(run_id) or ".." in run_id:
+        shown = repr(run_id) if run_id else "an empty id"
+        raise LearnscopeError(f"run id {shown} is not allowed: a run id holds {RUN_ID_RULE}")
+    return run_id
+
+
+def run_id_for(run_id: str | None, name: str) -> str:
+    """The id a new run gets: the one asked for, checked, else a new one from its name."""
+    return new_run_id(name) if run_id is None else check_run_id(run_id)
 
 
 def this_host() -> str:

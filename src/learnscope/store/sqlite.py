@@ -40,6 +40,7 @@ from learnscope.store.base import (
     RunRecord,
     RunStore,
     as_seen,
+    check_run_id,
     concat_metrics,
     metric_frame,
     new_run_id,
@@ -142,33 +143,127 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+DAMAGED = ("malformed", "not a database", "disk i/o error", "corrupt")
+
+
+def explain(exc: sqlite3.Error, db_path: Path) -> LearnscopeError:
+    """SQLite's error as one line naming the file: a damaged database, one that
+    is read-only here, or anything else SQLite refuses."""
+    text = str(exc) or exc.__class__.__name__
+    if not isinstance(exc, sqlite3.OperationalError) or any(word in text.lower() for word in DAMAGED):
+        return LearnscopeError(
+            f"the store database {db_path} is damaged ({text}); nothing was changed. Keep a copy of it aside, "
+            f"then check it with `sqlite3 {db_path} 'PRAGMA quick_check'` (the sqlite3 shell's .recover salvages "
+            f"what it can into a new file)")
+    if "readonly" in text.lower() or "read-only" in text.lower():
+        return LearnscopeError(f"the store at {db_path.parent} is read-only here ({text}): reading works, writing "
+                               f"a run needs write access; pass --store DIR for new runs")
+    return LearnscopeError(f"the store database {db_path}: {text}")
+
+
+class _Rows(list):
+    """A query's rows, fetched at once (SQLite finds damage while stepping
+    through them): the parts of a cursor the store uses."""
+
+    def fetchone(self) -> Any:
+        return self[0] if self else None
+
+    def fetchall(self) -> list:
+        return list(self)
+
+
+class GuardedConnection:
+    """The one path to the database: every statement's SQLite error becomes one
+    line naming the file (`explain`)."""
+
+    def __init__(self, conn: sqlite3.Connection, db_path: Path):
+        self.raw = conn
+        self.db_path = db_path
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> _Rows:
+        try:
+            return _Rows(self.raw.execute(sql, parameters).fetchall())
+        except sqlite3.Error as exc:
+            raise explain(exc, self.db_path) from None
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            self.raw.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise explain(exc, self.db_path) from None
+
+    def close(self) -> None:
+        self.raw.close()
+
+
 class Store(RunStore):
+    """`create=False`: the store must exist (reading it); a store directory this
+    process cannot write is then opened read-only, and reads work."""
+
     def __init__(self, directory: str | os.PathLike | None = None, create: bool = True):
         self.dir = resolve_store_dir(directory)
         self.where = f"the store at {self.dir}"
         self.db_path = self.dir / "runs.db"
         if not create and not self.db_path.exists():
             raise NotFoundError(f"no store at {self.dir} (no runs.db); pass --store DIR or set {ENV_VAR}")
+        self._refuse_lost_database()
+        self.read_only = not create and not (os.access(self.dir, os.W_OK) and os.access(self.db_path, os.W_OK))
+        self._next_row: dict[str, int] = {}
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.db_path, timeout=OPEN_TIMEOUT_S, isolation_level=None)
-            _while_locked(lambda: self.conn.execute("PRAGMA journal_mode=WAL"))
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.execute(f"PRAGMA busy_timeout={OPEN_TIMEOUT_S * 1000}")
-            _while_locked(self._ensure_schema)
-            self._next_row: dict[str, int] = {}
-        except (OSError, sqlite3.Error) as exc:
-            if self.dir.is_dir():
+            if self.read_only:
+                raw = self._connect_read_only()
+            else:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                raw = sqlite3.connect(self.db_path, timeout=OPEN_TIMEOUT_S, isolation_level=None)
+                _while_locked(lambda: raw.execute("PRAGMA journal_mode=WAL"))
+                raw.execute("PRAGMA synchronous=NORMAL")
+                raw.execute(f"PRAGMA busy_timeout={OPEN_TIMEOUT_S * 1000}")
+            self.conn = GuardedConnection(raw, self.db_path)
+            if self.read_only:
+                self._check_schema(raw)
+            else:
+                _while_locked(lambda: self._ensure_schema(raw))
+        except sqlite3.Error as exc:
+            if self.dir.is_dir() and not self.read_only:
                 self._check_writable()  # the usual cause, named plainly
-            raise LearnscopeError(f"cannot open the store at {self.dir}: {exc}") from None
+            raise explain(exc, self.db_path) from None
+        except OSError as exc:
+            raise LearnscopeError(f"cannot open the store at {self.dir}: {exc.strerror or exc}") from None
 
-    def _ensure_schema(self) -> None:
+    def _refuse_lost_database(self) -> None:
+        """An empty runs.db beside checkpoints is a lost database, not a new store."""
+        if not self.db_path.exists() or self.db_path.stat().st_size > 0:
+            return
+        kept = self.dir / "checkpoints"
+        runs = sorted(p.name for p in kept.iterdir()) if kept.is_dir() else []
+        if runs:
+            raise LearnscopeError(
+                f"the store database {self.db_path} is empty (0 bytes) while checkpoints of {len(runs)} run(s) "
+                f"sit beside it ({', '.join(runs[:3])}{', ...' if len(runs) > 3 else ''}): the database was truncated "
+                f"or replaced; restore it from a copy (the checkpoints do not hold the runs' records and metrics)")
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A database in a directory we cannot write: with its -wal and -shm files,
+        SQLite reads it read-only; without them every write was checkpointed into
+        the file, which no writer can change here, so it is read as immutable."""
+        wal = [self.db_path.with_name(self.db_path.name + suffix) for suffix in ("-wal", "-shm")]
+        mode = "mode=ro" if all(p.exists() for p in wal) else "mode=ro&immutable=1"
+        return sqlite3.connect(f"{self.db_path.resolve().as_uri()}?{mode}", uri=True, timeout=OPEN_TIMEOUT_S,
+                               isolation_level=None)
+
+    def _check_schema(self, raw: sqlite3.Connection) -> None:
+        version = raw.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise LearnscopeError(f"the store at {self.dir} has schema version {version}; this learnscope reads "
+                                  f"version {SCHEMA_VERSION}")
+
+    def _ensure_schema(self, raw: sqlite3.Connection) -> None:
         """Create the tables and stamp the version in one write transaction, so
         processes opening a new store at once see either nothing or all of it."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        raw.execute("BEGIN IMMEDIATE")
         try:
-            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = self.conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+            version = raw.execute("PRAGMA user_version").fetchone()[0]
+            tables = raw.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
             if tables and version != SCHEMA_VERSION:
                 raise LearnscopeError(
                     f"the store at {self.dir} has schema version {version}; this learnscope reads version "
@@ -177,12 +272,12 @@ class Store(RunStore):
             if not tables:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
-                        self.conn.execute(statement)
-                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                        raw.execute(statement)
+                raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            raw.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
+        raw.execute("COMMIT")
 
     def close(self) -> None:
         self.conn.close()
@@ -196,6 +291,7 @@ class Store(RunStore):
     def _statements(self, work: Sequence[tuple[str, Iterable[Sequence[Any]]]],
                     before_commit: Callable[[], None] | None = None) -> None:
         """Several statements in one transaction (all or nothing)."""
+        self._refuse_writes()
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             for sql, rows in work:
@@ -249,6 +345,11 @@ class Store(RunStore):
             os.close(fd)  # closing drops a lock we may have taken
         return False
 
+    def _refuse_writes(self) -> None:
+        if self.read_only:
+            raise LearnscopeError(f"the store at {self.dir} is read-only here: reading works, writing needs write "
+                                  f"access; pass --store DIR for new runs")
+
     def _check_writable(self) -> None:
         try:
             with tempfile.NamedTemporaryFile(dir=self.dir, prefix=".write-test-") as f:
@@ -274,6 +375,7 @@ class Store(RunStore):
                    parent: str | None = None, arm: str | None = None, at: float | None = None,
                    host: str | None = None) -> None:
         assert kind in KINDS, kind
+        check_run_id(run_id)
         if self.has_run(run_id):
             raise LearnscopeError(f"run id '{run_id}' is already in the store at {self.dir}; choose another --run-id")
         row = (run_id, name, kind, parent, arm, json.dumps(spec), json.dumps(list(seeds)), "running", None,
@@ -435,6 +537,31 @@ class Store(RunStore):
             recent = f"; recent runs: {', '.join(ids[:5])}" if ids else "; the store has no runs yet"
             raise NotFoundError(f"unknown run id '{run_id}' in {self.dir}{did_you_mean(run_id, ids)}{recent}")
         return self._record(row)
+
+    def resolve_id(self, text: str) -> str:
+        """The run a user means: its id; `latest`, the newest top-level run; or a
+        prefix of exactly one id (of one top-level run, where it begins several
+        ids of one run's arms or trials)."""
+        if self.has_run(text):
+            return text
+        if text == "latest":
+            newest = self.list_runs(1)
+            if not newest:
+                raise NotFoundError(f"'latest': the store at {self.dir} has no runs yet")
+            return newest[0].id
+        if text:
+            begins = "substr(id, 1, ?) = ?"  # case-sensitive, unlike LIKE
+            found = [r[0] for r in self.conn.execute(
+                f"SELECT id FROM runs WHERE {begins} ORDER BY parent IS NOT NULL, created DESC", (len(text), text))]
+            top = [r[0] for r in self.conn.execute(
+                f"SELECT id FROM runs WHERE parent IS NULL AND {begins}", (len(text), text))]
+            if len(found) == 1 or len(top) == 1:
+                return top[0] if len(top) == 1 else found[0]
+            if found:
+                shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+                raise LearnscopeError(f"'{text}' begins {len(found)} run ids ({shown}); give more of the id")
+        self.get_run(text)  # the NotFoundError, with suggestions
+        return text
 
     def children(self, run_id: str) -> list[RunRecord]:
         rows = self.conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE parent = ? ORDER BY created, id", (run_id,))

@@ -21,13 +21,14 @@ from typing import Any, Literal
 
 from learnscope import registry
 from learnscope.compare import Comparison, compare_with
-from learnscope.errors import LearnscopeError, one_of
+from learnscope.errors import LearnscopeError, RunInterrupted, one_of
 from learnscope.progress import TrainingProgress
+from learnscope.provenance import ENVIRONMENT_EVENT, environment
 from learnscope.runner import DEVICE_EVENT, Device, recorded_device
 from learnscope.runs import Run
 from learnscope.spec import load_spec_file
 from learnscope.stats import mean_ci
-from learnscope.store.base import Op, RunRecord, RunStore, new_run_id
+from learnscope.store.base import Op, RunRecord, RunStore, run_id_for
 from learnscope.store.sqlite import Store
 from learnscope.sweep.backends import Backend, TrialHost, get_backend
 from learnscope.sweep.grid import Axis, Trial, experiment_trials, parse_grid, phenomenon_trials
@@ -73,16 +74,17 @@ def run_sweep(target: str, grid: Sequence[str], seeds: int | None = None, quick:
     """Run `target` (a phenomenon name or a spec file) at every point of the
     grid, on `backend` ("local", or "ray": a cluster at `address`, or a local
     Ray instance of `workers` CPUs)."""
-    store = store if isinstance(store, Store) else Store(store)
+    name = target if target in registry.phenomena else Path(target).stem
+    sweep_id = run_id_for(run_id, f"sweep-{name}")
     chosen = get_backend(backend, address, workers)
     where = resolve_device(device)
-    name = target if target in registry.phenomena else Path(target).stem
-    sweep_id = run_id or new_run_id(f"sweep-{name}")
+    store = store if isinstance(store, Store) else Store(store)
     spec, trials = plan_trials(target, grid, sweep_id, seeds, quick, overrides)
     spec.update(chosen.options())
     with store.hold(sweep_id):
         store.create_run(sweep_id, name, spec, trials[0].seeds, kind="sweep")
         store.add_event(sweep_id, DEVICE_EVENT, {"device": str(where)})
+        store.add_event(sweep_id, ENVIRONMENT_EVENT, environment())
         record = store.get_run(sweep_id)
         _drive(store, record, trials, chosen, _reporter(progress), lambda trial: where)
     return Sweep(store, sweep_id)
@@ -152,7 +154,7 @@ def _drive(store: RunStore, record: RunRecord, trials: list[Trial], backend: Bac
         results = backend.run(trials, _Driver(store, record, reporter, device_of))
     except KeyboardInterrupt:
         store.set_status(sweep_id, "interrupted", "interrupted by the user")
-        raise
+        raise RunInterrupted(sweep_id, getattr(store, "dir", None)) from None
     except BaseException as exc:
         store.set_status(sweep_id, "failed", f"{exc.__class__.__name__}: {exc}")
         raise
