@@ -207,13 +207,14 @@ def spec_again(tmp_path: Path) -> Path:
 def test_every_seed_diverged_is_a_failed_run(spec_file, tmp_path, capsys):
     store = tmp_path / "store"
     code, _, err = cli(capsys, "run", spec_file, "--store", store, "--run-id", "hot", "--set", "recipe.lr=1e30")
-    assert code == 2 and "Traceback" not in err, err
-    assert err.splitlines()[-1].startswith("error: every seed of tiny diverged (the loss became NaN or Inf"), err
+    assert code == 1 and "Traceback" not in err, err
+    assert err.splitlines()[-1].startswith("error: run hot failed: every seed diverged (the loss became NaN or Inf"), err
     record = Store(store).get_run("hot")
-    assert record.status == "failed" and "every seed of tiny diverged" in (record.reason or "")
-    code, _, err = cli(capsys, "verify", "grokking", "--quick", "--store", store, "--seeds", "2",
-                       "--set", "recipe.lr=1e30")
-    assert code != 0 and "diverged" in err
+    assert record.status == "failed" and (record.reason or "").startswith("every seed diverged")
+    code, out, err = cli(capsys, "verify", "grokking", "--quick", "--store", store, "--seeds", "2",
+                         "--set", "recipe.lr=1e30")
+    assert code == 1, err
+    assert "verified grokking: FAIL (0/0 seeds hold, 0 needed; every seed diverged in some arm (seeds [0, 1]" in out
 
 
 def test_ctrl_c_prints_the_resume_command(tmp_path):

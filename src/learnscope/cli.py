@@ -283,6 +283,10 @@ def _conclude(result: Run, name: str, console: Console, report: bool, as_json: b
         if verdict is not None:
             payload["verdict"] = verdict.as_dict()
         print(json.dumps(_finite(payload)))
+    record = result.store.get_run(result.id)
+    if record.status == "failed":  # it ran to its end, and has nothing to show for it
+        print(f"error: run {result.id} failed: {record.reason}", file=sys.stderr)
+        raise typer.Exit(1)
 
 
 BackendOpt = Annotated[str, typer.Option(

@@ -203,6 +203,7 @@ class Verdict:
     measures: dict[str, list[float]] = field(default_factory=dict)  # per seed, shown in summaries
     failures: list[str] = field(default_factory=list)  # per seed: why it failed ("" if it passed)
     claims: list[dict] = field(default_factory=list)  # what was checked: {statement, holds per seed}
+    no_seeds: str = "no seed left to check"  # why, when no seed could be checked
 
     @property
     def needed(self) -> int:
@@ -216,7 +217,7 @@ class Verdict:
         k, n = sum(self.passed), len(self.seeds)
         if self.ok:
             return f"verified {name}: PASS ({k}/{n} seeds)"
-        why = next((f"seed {s}: {f}" for s, f in zip(self.seeds, self.failures) if f), "no seed left to check")
+        why = next((f"seed {s}: {f}" for s, f in zip(self.seeds, self.failures) if f), self.no_seeds)
         return f"verified {name}: FAIL ({k}/{n} seeds hold, {self.needed} needed; {why})"
 
     def as_dict(self) -> dict:
@@ -229,12 +230,14 @@ class Verdict:
             "measures": self.measures,
             "failures": self.failures,
             "claims": self.claims,
+            "no_seeds": self.no_seeds,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> Verdict:
         return cls(data["seeds"], data["passed"], data["required_share"], data["measures"], data["failures"],
-                   data.get("claims", []))  # verdicts stored before claims were recorded have none
+                   data.get("claims", []),  # verdicts stored before claims were recorded have none
+                   data.get("no_seeds", "no seed left to check"))
 
 
 # ---------------------------------------------------------------- figures, as data for the report

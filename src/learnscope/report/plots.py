@@ -44,7 +44,10 @@ def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, sharex
 
 
 def band_plot(ax, steps: np.ndarray, values: np.ndarray, label: str, color, linestyle="-", marker=None) -> None:
-    """values [seeds, points]: the mean as a line, a band from the lowest to the highest seed."""
+    """values [seeds, points]: the mean as a line, a band from the lowest to the highest seed;
+    nothing for no seeds (every seed diverged)."""
+    if values.size == 0:
+        return
     finite = np.where(np.isfinite(values), values, np.nan)
     with np.errstate(all="ignore"):
         mean = np.nanmean(finite, axis=0)
