@@ -20,7 +20,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "learnscope"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "faults", "progress", "provenance", "seeding", "stats", "version", "optimizers", "registry"),
+    ("errors", "faults", "progress", "provenance", "seeding", "stats", "version", "stacked_optim", "optimizers",
+     "registry"),
     ("spec",),
     ("tasks", "losses"),
     ("models",),

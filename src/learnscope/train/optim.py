@@ -10,9 +10,10 @@ import torch
 
 from learnscope.optimizers import OPTIMIZERS
 from learnscope.spec import Recipe
+from learnscope.stacked_optim import StackedOptimizer
 
 
-def make_optimizer(recipe: Recipe, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def make_optimizer(recipe: Recipe, params: Iterable[torch.nn.Parameter]) -> StackedOptimizer:
     return OPTIMIZERS[recipe.optimizer].build(list(params), recipe)
 
 
@@ -27,7 +28,7 @@ def lr_factor(recipe: Recipe, step: int) -> float:
     return recipe.min_lr_ratio + (1 - recipe.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def set_lr(optimizer: torch.optim.Optimizer, recipe: Recipe, step: int) -> None:
+def set_lr(optimizer: StackedOptimizer, recipe: Recipe, step: int) -> None:
     lr = recipe.lr * lr_factor(recipe, step)
     for group in optimizer.param_groups:
         group["lr"] = lr
