@@ -17,19 +17,25 @@ from learnscope.tasks.base import Block, Task
 class EnsembleData:
     def __init__(self, task: Task, seeds: Sequence[int], device: str | torch.device = "cpu"):
         self.info = task.info()
-        datasets = [task.build(seed) for seed in seeds]
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        for name in self.info.splits:
-            sizes = {len(d.splits[name]) for d in datasets}
-            if len(sizes) != 1:  # seeds are stacked: a task (with these parameters) must keep split sizes fixed
-                raise SpecError("task", f"split '{name}' has {len(datasets[0].splits[name])} examples under seed "
-                                f"{seeds[0]} but a different size under another seed; these parameters give "
-                                f"seed-dependent split sizes, which an ensemble cannot stack")
-            if sizes == {0}:
-                raise SpecError("task", f"split '{name}' is empty")
-            x = torch.stack([d.inputs[d.splits[name]] for d in datasets]).to(device)
-            y = torch.stack([d.targets[d.splits[name]] for d in datasets]).to(device)
-            self.splits[name] = (x, y)
+        # one seed's dataset at a time, copied into the stacked splits on the device: the host
+        # never holds every seed's dataset beside the stacked splits (that was three times the data)
+        for k, seed in enumerate(seeds):
+            dataset = task.build(seed)
+            for name in self.info.splits:
+                index = dataset.splits[name]
+                if k == 0:
+                    if len(index) == 0:
+                        raise SpecError("task", f"split '{name}' is empty")
+                    self.splits[name] = (_stacked(dataset.inputs, len(seeds), len(index), device),
+                                         _stacked(dataset.targets, len(seeds), len(index), device))
+                x, y = self.splits[name]
+                if len(index) != y.shape[1]:  # seeds are stacked: a task (with these parameters) must keep split sizes fixed
+                    raise SpecError("task", f"split '{name}' has {y.shape[1]} examples under seed {seeds[0]} but "
+                                    f"{len(index)} under seed {seed}; these parameters give seed-dependent split "
+                                    f"sizes, which an ensemble cannot stack")
+                x[k] = dataset.inputs[index]
+                y[k] = dataset.targets[index]
 
     def size(self, split: str) -> int:
         return self.splits[split][1].shape[1]
@@ -121,6 +127,11 @@ class BatchSampler:
         if isinstance(idx, slice):
             return tuple(t[:, idx] for t in stacked)
         return gather(idx, *stacked)
+
+
+def _stacked(like: torch.Tensor, seeds: int, examples: int, device: str | torch.device) -> torch.Tensor:
+    """Room for a split of every seed: [seeds, examples, *like's example shape]."""
+    return torch.empty(seeds, examples, *like.shape[1:], dtype=like.dtype, device=device)
 
 
 def gather(idx: torch.Tensor, *stacked: torch.Tensor) -> tuple[torch.Tensor, ...]:
