@@ -37,6 +37,7 @@ class GrokfastState(InterventionState):
         self.history: list[torch.Tensor] | None = None  # "ma": ring buffers [window, *shape]
         self.total: list[torch.Tensor] | None = None  # "ma": sum over the ring buffer
         self.count = 0
+        self.parameter_copies = spec.window + 2 if spec.filter == "ma" else 1  # ring buffers, sum, mean
 
     def after_backward(self, trainer) -> None:
         grads = [p.grad for p in self.params if p.grad is not None]

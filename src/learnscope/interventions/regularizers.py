@@ -129,6 +129,8 @@ def diagonal_fisher(trainer, experience: int, batches: int, batch_size: int, ste
 
 
 class EWCState(InterventionState):
+    parameter_copies = 4  # importance and anchor; while consolidating, the new Fisher and a gradient
+
     def __init__(self, spec: EWC, params: list[torch.Tensor]):
         self.spec = spec
         self.params = params
@@ -182,6 +184,10 @@ class SynapticIntelligence(Intervention):
 
 
 class SIState(InterventionState):
+    # beyond the path integral (built at once): start, importance, anchor, and within an
+    # update the gradient and the parameters before the step
+    parameter_copies = 5
+
     def __init__(self, spec: SynapticIntelligence, params: list[torch.Tensor]):
         self.spec = spec
         self.params = params

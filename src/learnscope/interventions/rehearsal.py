@@ -166,6 +166,8 @@ class Replay(Intervention):
 
 
 class ReplayState(InterventionState):
+    parameter_copies = 0  # its buffer is built at once
+
     def __init__(self, spec: Replay, reservoir: Reservoir):
         self.extra_examples = spec.replay_batch
         self.spec = spec
@@ -266,6 +268,8 @@ def power_law_choice(last_seen: torch.Tensor, candidates: torch.Tensor, step: in
 
 
 class PowerLawRehearsalState(InterventionState):
+    parameter_copies = 0  # its memory is built at once
+
     def __init__(self, spec: PowerLawRehearsal, memory: EpisodicMemory, members: int):
         self.extra_examples = spec.replay_batch
         self.spec = spec

@@ -134,6 +134,8 @@ class SiteEditState(InterventionState):
     """The schedule, the seeds and the selection of a site edit; subclasses say
     what replaces the selection (`replacement`)."""
 
+    parameter_copies = 0
+
     def __init__(self, spec: SiteEdit, trainer: TrainerView):
         self.spec = spec
         self.select = spec.selection(trainer)

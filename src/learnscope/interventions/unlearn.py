@@ -145,6 +145,8 @@ class WithRetain(Unlearning):
 
 
 class UnlearningState(InterventionState):
+    parameter_copies = 0  # its reference is the trainer's initial parameters
+
     def __init__(self, spec: Unlearning, trainer):
         self.spec = spec
         self.weight = spec.retain_coefficient()

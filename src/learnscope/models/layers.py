@@ -48,6 +48,8 @@ class StackedModule(nn.Module):
 
 def initialize(model: nn.Module, seeds: Sequence[int]) -> None:
     """Fill every stacked parameter, seed by seed, in module order."""
+    if any(p.is_meta for p in model.parameters()):
+        return  # shapes only (the memory estimate counts them): there is nothing to fill
     with torch.no_grad():
         for i, seed in enumerate(seeds):
             gen = generator(seed, "init")

@@ -71,6 +71,11 @@ class InterventionState:
     once and must treat them independently; randomness comes from generators
     derived from (seed, name, step), so that a resumed run draws the same."""
 
+    # copies of the parameters the state comes to hold during training beyond the tensors it
+    # holds when built (a gradient average, an anchor and its importance): what the memory
+    # estimate adds for it (train/memory.py). A state that does not say counts one.
+    parameter_copies: int = 1
+
     def on_block(self, trainer: TrainerView, block: Block, previous: Block | None) -> None:
         """A stream's next block begins (before its first update): `previous` is
         the block just finished (None at the start)."""

@@ -173,10 +173,16 @@ class Trainer:
         else:
             assert self.sampler.batch_size is not None  # None is the full batch
             batch = self.sampler.batch_size
-        batch += sum(state.extra_examples for state in self.interventions)
-        per_example = activation_bytes_per_example(self.loss_per_seed_of, self.train_x, self.train_y)
+        self.update_examples = batch + sum(state.extra_examples for state in self.interventions)  # per seed
+        self.activation_bytes = activation_bytes_per_example(self.loss_per_seed_of, self.train_x, self.train_y)
+        return self.pass_plan(self.members)
+
+    def pass_plan(self, members: int) -> PassPlan:
+        """The passes of an update of this experiment for `members` seeds (the memory
+        estimate plans an S-seed ensemble's from a one-seed trainer)."""
+        batch = self.update_examples
         whole = any(state.whole_batches for state in self.interventions)
-        return plan_passes(self.members, batch, per_example, batch if whole else self.recipe.microbatch)
+        return plan_passes(members, batch, self.activation_bytes, batch if whole else self.recipe.microbatch)
 
     # ------------------------------------------------------------ training
 
