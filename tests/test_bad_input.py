@@ -26,21 +26,31 @@ import copy
 import difflib
 import functools
 import json
+import subprocess
+import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import annotated_types as at
 import pytest
+import torch
 import yaml
+from benchmarks.configs import CONFIGS
+from benchmarks.ensemble import SEEDS as ENSEMBLE_SEEDS
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from helpers import run_count
+from helpers import cli, learnscope, run_count
 from learnscope import registry
 from learnscope.cli import main
+from learnscope.runner import phenomenon_arms
 from learnscope.spec import MAX_SEED, Experiment, Recipe, load_spec_file
+from learnscope.store.sqlite import Store
+from learnscope.train import memory
+from learnscope.train.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("isolated")
 
@@ -816,3 +826,176 @@ def test_sizes_too_large_to_allocate(capsys, tmp_path, name):
     path, value = TOO_BIG[name]
     with tempfile.TemporaryDirectory(dir=tmp_path) as tmp:
         refused(capsys, write_spec(Path(tmp), mutated(BASES["gaussian-mlp"], path, value), "yaml"))
+
+
+# ---------------------------------------------------------------- sizes past memory
+
+# the plain classifier of issue 15: per seed 0.7 MB of data and 28 KB of parameters
+CLASSIFIER = {
+    "task": {"name": "gaussian-mixture", "classes": 10, "dim": 32, "samples": 4096},
+    "model": {"name": "mlp", "hidden": [64, 64]},
+    "recipe": {"optimizer": "sgd"},
+}
+REFUSAL_SECONDS = 10  # the bar for refusing a size past memory, as a whole `learnscope run` process
+TOO_BIG_LINE = "does not fit in memory: it needs about "
+
+
+def assert_past_memory(line: str, *fragments: str) -> None:
+    """The refusal names what does not fit, the estimate, what is available and what to reduce."""
+    assert TOO_BIG_LINE in line and " is available (" in line, line
+    assert line.endswith("; reduce seeds, model widths or samples"), line
+    for fragment in fragments:
+        assert fragment in line, (fragment, line)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seeds", [100_000_000, 100_000])
+def test_seed_counts_past_memory_are_refused_at_once(tmp_path, seeds):
+    experiment = Experiment.model_validate({**CLASSIFIER, "seeds": seeds})
+    available = memory.host_available()
+    assert available is not None
+    if seeds < 10**6 and memory.estimate(experiment).total() <= available[0]:
+        pytest.skip(f"this machine has room for {seeds} seeds of the classifier ({available[0] / 2**30:.0f} GiB)")
+    spec = write_spec(tmp_path, {**CLASSIFIER, "seeds": seeds}, "yaml")
+    start = time.monotonic()
+    done = learnscope("run", spec, "--store", tmp_path / "store", "--no-report")
+    elapsed = time.monotonic() - start
+    assert done.returncode == 2 and done.stdout == "", (done.returncode, done.stdout, done.stderr[-2000:])
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the experiment "), done.stderr
+    assert_past_memory(lines[0], f"for {seeds:,} seeds")
+    assert elapsed < REFUSAL_SECONDS, f"refused after {elapsed:.1f} s"
+    assert run_count(tmp_path / "store") == 0
+
+
+def test_a_model_too_wide_for_memory_is_refused_from_its_shapes(capsys, tmp_path, monkeypatch):
+    # 10^12 parameters per seed: counted on the meta device, never allocated (an allocation is refused here)
+    monkeypatch.setattr(memory, "estimate", lambda experiment: pytest.fail("built a trainer of a model past memory"))
+    line = refused(capsys, write_spec(tmp_path, mutated(BASES["gaussian-mlp"], ("model", "hidden"),
+                                                          [1_000_000, 1_000_000]), "yaml"))
+    assert_past_memory(line, "parameters 21.8 TiB", "for 3 seeds")  # 3 seeds x 2 copies x 4 TB
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "grokking", "--quick", "--seeds", "100000000"],
+    ["verify", "grokking", "--quick", "--seeds", "100000000"],
+    ["sweep", "grokking", "--quick", "--seeds", "100000000", "--grid", "recipe.lr=0.001,0.01"],
+], ids=["run", "verify", "sweep"])
+def test_phenomena_past_memory_are_refused_before_any_work(capsys, tmp_path, argv):
+    code, out, err = cli(capsys, *argv, "--store", tmp_path / "store")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in out + err, (code, out, err)
+    assert "2 arms, held together" in err or "2 arms held together" in err, err
+    assert_past_memory(err.strip(), "for 100,000,000 seeds")
+    assert run_count(tmp_path / "store") == 0
+
+
+def test_a_sweep_with_a_trial_past_memory_records_nothing(capsys, tmp_path):
+    spec = write_spec(tmp_path, BASES["gaussian-mlp"], "yaml")
+    code, out, err = cli(capsys, "sweep", spec, "--grid", "model.hidden=[16],[1000000, 1000000]",
+                         "--store", tmp_path / "store")
+    assert code == 2 and err.count("\n") == 1, (code, out, err)
+    assert_past_memory(err.strip(), "trial 1 of the sweep (--grid model.hidden=[1000000, 1000000])")
+    assert run_count(tmp_path / "store") == 0
+
+
+@pytest.mark.parametrize("target", ["spec", "unlearning-privacy"])
+def test_resume_past_memory_is_refused_and_leaves_the_run_as_it_was(capsys, tmp_path, monkeypatch, target):
+    store_dir = tmp_path / "store"
+    what = str(write_spec(tmp_path, BASES["gaussian-mlp"], "yaml")) if target == "spec" else target
+    code, _, err = cli(capsys, "run", what, *(["--quick"] if target != "spec" else []), "--run-id", "k",
+                       "--store", store_dir, "--no-report")
+    assert code == 0, err
+    store = Store(store_dir)
+    for run_id in ["k", *(child.id for child in store.children("k"))]:  # a phenomenon's arms are left to train
+        store.set_status(run_id, "interrupted", "interrupted for the test")
+    events = store.events("k")
+    monkeypatch.setattr(memory, "host_available", lambda: (2**10, "a test's limit"))
+    code, out, err = cli(capsys, "resume", "k", "--store", store_dir, "--no-report")
+    assert code == 2 and err.count("\n") == 1, (code, out, err)
+    assert_past_memory(err.strip(), "and 1.0 KiB is available (a test's limit)")
+    assert store.get_run("k").status == "interrupted" and store.events("k") == events
+
+
+def held_tensors(trainer: Trainer) -> dict[str, list[torch.Tensor]]:
+    """Every tensor a trainer holds between updates, by the estimate's parts, read off the trainer."""
+    optimizer = [t for state in trainer.optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
+    return {"parameters": [*trainer.model.parameters(), *trainer.model.buffers(), *trainer.initial_params],
+            "gradients": [p.grad for p in trainer.params if p.grad is not None],
+            "optimizer": optimizer,
+            "interventions": [t for iv in trainer.interventions for t in iv.state_dict().values()],
+            "data": [t for pair in trainer.data.splits.values() for t in pair] + [trainer.sampler._perms]}
+
+
+def storage_bytes(tensors: list[torch.Tensor]) -> int:
+    return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values())
+
+
+SMALL = {"task": {"name": "gaussian-mixture", "classes": 4, "dim": 16, "samples": 512, "test_samples": 128},
+         "model": {"name": "mlp", "hidden": [48, 48]},
+         "recipe": {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "steps": 4},
+         "interventions": [{"name": "grokfast"}], "probes": ["accuracy", "loss"], "seeds": 12}
+
+
+def test_the_estimate_matches_what_a_trainer_holds():
+    """Each held part of the estimate against the tensors of a 12-seed trainer after two
+    updates (gradients, Adam's moments and Grokfast's average exist by then): within 2%."""
+    need = memory.estimate(Experiment.model_validate(SMALL))
+    trainer = Trainer(Experiment.model_validate(SMALL))
+    trainer.train_step()
+    trainer.train_step()
+    for part, tensors in held_tensors(trainer).items():
+        measured = storage_bytes(tensors)
+        assert measured > 0 and abs(getattr(need, part) / measured - 1) < 0.02, (part, getattr(need, part), measured)
+
+
+PEAK_RSS = """
+import json, resource, sys
+from learnscope.spec import Experiment
+from learnscope.store.checkpoints import write_checkpoint
+from learnscope.store.memory import MemoryStore
+from learnscope.train import memory
+from learnscope.train.trainer import Trainer
+experiment = Experiment.model_validate(json.loads(sys.argv[1]))
+need = memory.estimate(experiment)  # loads every library the training below uses
+before = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
+trainer = Trainer(experiment)
+store = MemoryStore()
+trainer.run(on_checkpoint=lambda step: write_checkpoint(store, "r", *trainer.state()),
+            on_probe=lambda step, metrics: None)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"estimate": need.total(), "growth": peak - before}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads the process's memory from /proc")
+def test_the_estimate_matches_the_peak_memory_of_a_run():
+    """The estimate against the growth of a training process's peak resident memory
+    (building, probe steps, updates, a checkpoint): within a factor 1.25 either way."""
+    spec = {**CLASSIFIER, "recipe": {"optimizer": "sgd", "momentum": 0.9, "batch_size": 128, "steps": 3,
+                                     "probe_every": 3, "checkpoint_every": 3},
+            "probes": ["accuracy", "loss"], "seeds": 160}
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS, json.dumps(spec)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout.splitlines()[-1])
+    assert figures["growth"] > 200 * 2**20, figures  # large enough to dwarf the interpreter's own noise
+    assert 0.8 < figures["estimate"] / figures["growth"] < 1.25, figures
+
+
+@pytest.mark.parametrize("name", registry.phenomena.names())
+def test_every_full_size_phenomenon_fits_in_memory(name):
+    """The estimate refuses nothing that runs today: every phenomenon at full size
+    (its quick size runs in the suite) fits, all arms held together."""
+    _, arms = phenomenon_arms(name)
+    need = memory.MemoryNeed.together(memory.estimate(a.experiment) for a in arms.values())
+    available = memory.host_available()
+    assert available is not None and need.total() < available[0], (name, need.largest_parts(9), available)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
+def test_the_benchmark_configs_fit_in_memory(config):
+    seeds = max(ENSEMBLE_SEEDS)
+    need = memory.estimate(config.experiment(seeds))
+    available = memory.host_available()
+    assert available is not None and need.total() < available[0], (config.name, need.largest_parts(9))

@@ -23,22 +23,25 @@ import torch
 
 from learnscope import faults, registry
 from learnscope.catalog.base import Arm, Phenomenon, arm_table
-from learnscope.errors import LearnscopeError, SpecError, one_of
+from learnscope.errors import LearnscopeError, RunInterrupted, SpecError, one_of
 from learnscope.optimizers import OPTIMIZERS
 from learnscope.progress import TrainingProgress
+from learnscope.provenance import ENVIRONMENT_EVENT, environment
 from learnscope.results import ArmData, Verdict
 from learnscope.runs import Run
 from learnscope.spec import Experiment, apply_override, get_key
-from learnscope.store.base import RunRecord, RunStore, new_run_id
+from learnscope.store.base import RunRecord, RunStore, run_id_for
 from learnscope.store.checkpoints import read_checkpoint, write_checkpoint
 from learnscope.store.sqlite import Store
 from learnscope.train.devices import resolve_device
+from learnscope.train.memory import allocating, check_fits
 from learnscope.train.trainer import Trainer, probes_of
 
 # Bytes a metric row takes in SQLite (row, B-tree share, name), and room for the WAL.
 ROW_BYTES = 64
 STORE_MARGIN_BYTES = 8 * 2**20
 DIVERGED = "loss became NaN or Inf: the seed is frozen and left out of statistics and signatures"
+ALL_DIVERGED = "every seed diverged"  # how the reason of a run that failed so begins
 
 
 def open_store(store: RunStore | str | None) -> RunStore:
@@ -66,18 +69,9 @@ DEVICE_EVENT = "device"  # an event of a top-level run: where it trained (from i
 
 def build_trainer(experiment: Experiment, device: Device = "cpu") -> Trainer:
     """The trainer of an experiment; sizes no machine can hold are bad input,
-    refused in one line like any other."""
-    try:
-        return Trainer(experiment, device)
-    except (MemoryError, OverflowError) as exc:
-        raise LearnscopeError(_TOO_BIG.format(why=exc.__class__.__name__)) from None
-    except RuntimeError as exc:
-        if "allocate" not in str(exc):
-            raise
-        raise LearnscopeError(_TOO_BIG.format(why="out of memory")) from None
-
-
-_TOO_BIG = "the experiment does not fit in memory ({why}); reduce seeds, model widths or samples"
+    refused in one line like any other (`check_fits` refuses them before building;
+    an allocation that fails even so is refused the same way)."""
+    return allocating("the experiment", partial(Trainer, experiment, device))
 
 
 def init_source(experiment: Experiment, parent: str | None = None) -> str | None:
@@ -117,18 +111,22 @@ def needed_bytes(trainers: Sequence[Trainer]) -> int:
     return total
 
 
-def _guarded(store: RunStore, run_id: str, work: Callable[[], None]) -> None:
-    """Run `work`, leaving the run's status honest whatever happens."""
+def _guarded(store: RunStore, run_id: str, work: Callable[[], str | None]) -> None:
+    """Run `work`, leaving the run's status honest whatever happens; work that
+    returns a reason ran to its end, and failed for that reason."""
     store.set_status(run_id, "running")
     try:
-        work()
+        failure = work()
     except KeyboardInterrupt:
         store.set_status(run_id, "interrupted", "interrupted by the user")
+        top = store.get_run(run_id)
+        if top.parent is None or store.get_run(top.parent).kind == "sweep":  # an arm's run says it of its phenomenon
+            raise RunInterrupted(run_id, getattr(store, "dir", None)) from None
         raise
     except BaseException as exc:
         store.set_status(run_id, "failed", f"{exc.__class__.__name__}: {exc}")
         raise
-    store.set_status(run_id, "finished")
+    store.set_status(run_id, "failed" if failure else "finished", failure)
 
 
 def _train(store: RunStore, run_id: str, trainer: Trainer, reporter: TrainingProgress, label: str,
@@ -148,6 +146,19 @@ def _train(store: RunStore, run_id: str, trainer: Trainer, reporter: TrainingPro
             write_checkpoint(store, run_id, *trainer.state())
 
         trainer.run(on_probe=on_probe, on_step=bar.step, on_checkpoint=on_checkpoint)
+
+
+def _train_experiment(store: RunStore, run_id: str, trainer: Trainer, reporter: TrainingProgress, label: str,
+                      headline: str) -> str | None:
+    """Train an experiment run to its end; one whose every seed diverged has
+    no final values, and fails (its rows before are kept). A phenomenon's arm
+    may diverge by design, as gradient ascent does: its signature judges it."""
+    _train(store, run_id, trainer, reporter, label, headline)
+    diverged = store.diverged(run_id)
+    if trainer.seeds and len(diverged) == len(trainer.seeds):
+        return (f"{ALL_DIVERGED} (the loss became NaN or Inf; the first at step {min(diverged.values())}): no "
+                f"final values to report; lower recipe.lr or check the data")
+    return None
 
 
 def recorded_device(store: RunStore, run_id: str) -> str:
@@ -183,17 +194,21 @@ def run_experiment(
     """Train an experiment's seed ensemble on `device`, recording everything in
     the store (a given `trainer` keeps its own device). `parent`: the sweep the
     run is a trial of (its process holds the sweep too)."""
+    name = name or experiment.task.registry_name
+    run_id = run_id_for(run_id, name)
     store = open_store(store)
-    trainer = trainer or build_trainer(experiment, resolve_device(device))
+    if trainer is None:
+        where = resolve_device(device)
+        check_fits([experiment], where)
+        trainer = build_trainer(experiment, where)
     start_from(store, trainer, init_source(experiment))
     store.check_room(needed_bytes([trainer]))
-    name = name or experiment.task.registry_name
-    run_id = run_id or new_run_id(name)
     with store.hold(run_id):
         store.create_run(run_id, name, experiment.to_dict(), trainer.seeds, parent=parent)
         store.add_event(run_id, DEVICE_EVENT, {"device": str(trainer.device)})
+        store.add_event(run_id, ENVIRONMENT_EVENT, environment())
         headline = _headline(experiment, None, trainer)
-        _guarded(store, run_id, lambda: _train(store, run_id, trainer, _reporter(progress), name, headline))
+        _guarded(store, run_id, lambda: _train_experiment(store, run_id, trainer, _reporter(progress), name, headline))
     return Run(store, run_id)
 
 
@@ -277,20 +292,28 @@ def run_phenomenon(
     """Run every arm of a phenomenon on `device`, then check its signature;
     the verdict is stored as an event of the parent run. `parent`: the sweep
     the run is a trial of."""
+    run_id = run_id_for(run_id, name)
     store = open_store(store)
     device = resolve_device(device)
     _, arms = phenomenon_arms(name, quick, seeds, overrides)
+    check_fits([a.experiment for a in arms.values()], device, _arms_held(name, arms))
     trainers = {arm: build_trainer(a.experiment, device) for arm, a in arms.items()}  # refuse bad input first
     store.check_room(needed_bytes(list(trainers.values())))
-    run_id = run_id or new_run_id(name)
     first = next(iter(arms.values())).experiment
-    spec = {"phenomenon": name, "quick": quick, "arms": {arm: a.stored_spec() for arm, a in arms.items()}}
+    spec = {"phenomenon": name, "quick": quick, "seeds": seeds, "overrides": list(overrides),
+            "arms": {arm: a.stored_spec() for arm, a in arms.items()}}
     with store.hold(run_id):
         store.create_run(run_id, name, spec, first.seed_list, kind="phenomenon", parent=parent)
         store.add_event(run_id, DEVICE_EVENT, {"device": str(device)})
+        store.add_event(run_id, ENVIRONMENT_EVENT, environment())
         _guarded(store, run_id, lambda: _complete_phenomenon(store, run_id, arms, trainers, _reporter(progress),
                                                              device))
     return Run(store, run_id)
+
+
+def _arms_held(name: str, arms: dict[str, Arm]) -> str:
+    """A phenomenon's arms, as a refusal for memory names them: their trainers are held at once."""
+    return f"phenomenon {name} ({len(arms)} arm{'s' * (len(arms) != 1)}, held together)"
 
 
 def stored_arms(record: RunRecord) -> dict[str, Arm]:
@@ -352,15 +375,22 @@ def resume_run(run_id: str, store: RunStore | str | None = None, progress: Train
     else:
         device = resolve_device(device)
     reporter = _reporter(progress)
+    if record.kind == "phenomenon":
+        done = {child.arm for child in store.children(run_id) if child.status == "finished"}
+        left = {arm: a for arm, a in stored_arms(record).items() if arm not in done}
+        check_fits([a.experiment for a in left.values()], device, _arms_held(record.name, left))
+    else:
+        check_fits([Experiment.model_validate(record.spec)], device)
     with store.hold(run_id):
         store.add_event(run_id, DEVICE_EVENT, {"device": str(device)})
+        work: Callable[[], str | None]
         if record.kind == "phenomenon":
             work = lambda: _complete_phenomenon(store, run_id, stored_arms(record), {}, reporter, device)
         else:
             experiment = Experiment.model_validate(record.spec)
             trainer = restored_trainer(store, run_id, experiment, device=device)
             headline = _headline(experiment, None, trainer)
-            work = lambda: _train(store, run_id, trainer, reporter, record.name, headline)
+            work = lambda: _train_experiment(store, run_id, trainer, reporter, record.name, headline)
         _guarded(store, run_id, work)
     return Run(store, run_id)
 
@@ -380,4 +410,8 @@ def check_signature(store: RunStore, run_id: str) -> Verdict:
     for child in children:
         assert child.arm is not None  # a phenomenon's children are its arms
         arms[child.arm] = ArmData(child, store.metrics(child.id), diverged)
-    return phenomenon.check(arms)
+    verdict = phenomenon.check(arms)
+    if not verdict.seeds and diverged:
+        verdict.no_seeds = (f"every seed diverged in some arm (seeds {sorted(diverged)}: the loss became NaN or Inf; "
+                            f"a seed that diverges in one arm leaves every arm)")
+    return verdict

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
+
 from learnscope import registry
 from learnscope.compare import Comparison, compare_with
 from learnscope.errors import LearnscopeError, RunInterrupted, one_of
 from learnscope.progress import TrainingProgress
 from learnscope.provenance import ENVIRONMENT_EVENT, environment
-from learnscope.runner import DEVICE_EVENT, Device, recorded_device
+from learnscope.runner import ALL_DIVERGED, DEVICE_EVENT, Device, recorded_device
 from learnscope.runs import Run
 from learnscope.spec import load_spec_file
 from learnscope.stats import mean_ci
@@ -43,18 +45,19 @@ def _reporter(progress: TrainingProgress | bool) -> TrainingProgress:
 
 
 def plan_trials(target: str, grid: Sequence[str], sweep_id: str, seeds: int | None = None, quick: bool = False,
-                overrides: Sequence[str] = ()) -> tuple[dict[str, Any], list[Trial]]:
-    """(the sweep's stored spec, its trials), every trial validated; nothing recorded."""
+                overrides: Sequence[str] = (), device: torch.device | None = None) -> tuple[dict[str, Any], list[Trial]]:
+    """(the sweep's stored spec, its trials), every trial validated, and refused if it
+    cannot fit in `device`'s memory (None: not checked here); nothing recorded."""
     axes = parse_grid(grid)
     if target in registry.phenomena:
         kind, name = "phenomenon", target
-        trials = phenomenon_trials(sweep_id, target, quick, axes, overrides, seeds)
+        trials = phenomenon_trials(sweep_id, target, quick, axes, overrides, seeds, device)
     else:
         if quick:
             raise LearnscopeError("--quick applies to phenomena; for a spec file set its size with --set")
         base = load_spec_file(target)
         kind, name = "experiment", Path(target).stem
-        trials = experiment_trials(sweep_id, base, axes, overrides, seeds)
+        trials = experiment_trials(sweep_id, base, axes, overrides, seeds, device)
     spec = {"target": target, "kind": kind, "name": name, "quick": quick, "seeds": seeds,
             "overrides": list(overrides), "axes": [axis.as_dict() for axis in axes],
             "trials": [{**t.as_dict(), **({"spec": t.spec} if kind == "experiment" else {})} for t in trials]}
@@ -79,7 +82,8 @@ def run_sweep(target: str, grid: Sequence[str], seeds: int | None = None, quick:
     chosen = get_backend(backend, address, workers)
     where = resolve_device(device)
     store = store if isinstance(store, Store) else Store(store)
-    spec, trials = plan_trials(target, grid, sweep_id, seeds, quick, overrides)
+    # a cluster's workers have memory of their own: there each trial is checked where it runs
+    spec, trials = plan_trials(target, grid, sweep_id, seeds, quick, overrides, None if address else where)
     spec.update(chosen.options())
     with store.hold(sweep_id):
         store.create_run(sweep_id, name, spec, trials[0].seeds, kind="sweep")
@@ -158,12 +162,15 @@ def _drive(store: RunStore, record: RunRecord, trials: list[Trial], backend: Bac
     except BaseException as exc:
         store.set_status(sweep_id, "failed", f"{exc.__class__.__name__}: {exc}")
         raise
-    stopped = [r for r in results if r.status != "finished"]
+    # A trial whose every seed diverged ran to its end: a point of the grid where training blows up.
+    blown = [r for r in results if r.status == "failed" and (r.reason or "").startswith(ALL_DIVERGED)]
+    stopped = [r for r in results if r.status != "finished" and r not in blown]
     if stopped:
         store.set_status(sweep_id, "failed", f"{len(stopped)} trial(s) did not finish: "
                          + ", ".join(f"{r.run_id} ({r.status})" for r in stopped))
     else:
-        store.set_status(sweep_id, "finished")
+        store.set_status(sweep_id, "finished", f"every seed diverged in {', '.join(r.run_id for r in blown)}"
+                         if blown else None)
 
 
 def _trial_record(store: RunStore, run_id: str) -> RunRecord | None:

@@ -13,9 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from learnscope.errors import SpecError
 from learnscope.runner import phenomenon_arms
 from learnscope.spec import Experiment, apply_override, deep_copy, parse_value
+from learnscope.train.memory import check_fits
 
 
 @dataclass(frozen=True)
@@ -111,8 +114,9 @@ def points(axes: Sequence[Axis]) -> list[dict[str, tuple[str, Any]]]:
 
 
 def experiment_trials(sweep_id: str, base: dict[str, Any], axes: Sequence[Axis], overrides: Sequence[str],
-                      seeds: int | None) -> list[Trial]:
-    """Every trial of a sweep over a spec file's experiment, validated."""
+                      seeds: int | None, device: torch.device | None = None) -> list[Trial]:
+    """Every trial of a sweep over a spec file's experiment, validated (and checked
+    to fit in `device`'s memory, unless None)."""
     for axis in axes:
         if ":" in axis.label:
             raise SpecError("--grid", f"{axis.label}: ARM:key applies to a phenomenon's arms; a spec file has none")
@@ -128,16 +132,19 @@ def experiment_trials(sweep_id: str, base: dict[str, Any], axes: Sequence[Axis],
             experiment = Experiment.model_validate(raw)
         except SpecError as exc:
             raise SpecError(f"--grid {_shown(point)}", str(exc)) from None
+        if device is not None:
+            check_fits([experiment], device, f"trial {index} of the sweep (--grid {_shown(point)})")
         trials.append(Trial(index, f"{sweep_id}.t{index}", {k: v for k, (_, v) in point.items()}, grid,
                             experiment.seed_list, experiment.to_dict()))
     return trials
 
 
 def phenomenon_trials(sweep_id: str, name: str, quick: bool, axes: Sequence[Axis], overrides: Sequence[str],
-                      seeds: int | None) -> list[Trial]:
+                      seeds: int | None, device: torch.device | None = None) -> list[Trial]:
     """Every trial of a sweep over a phenomenon: its arms with `--set` and the
     point's overrides applied, through `phenomenon_arms` (which refuses an arm
-    it does not have and a global key that would break the arms)."""
+    it does not have and a global key that would break the arms), its arms
+    checked to fit in `device`'s memory together (unless None)."""
     trials = []
     for index, point in enumerate(points(axes)):
         grid = [f"{label}={text}" for label, (text, _) in point.items()]
@@ -145,6 +152,9 @@ def phenomenon_trials(sweep_id: str, name: str, quick: bool, axes: Sequence[Axis
             _, arms = phenomenon_arms(name, quick, seeds, [*overrides, *grid])
         except SpecError as exc:
             raise SpecError(f"--grid {_shown(point)}", str(exc).replace("--set: ", "", 1)) from None
+        if device is not None:
+            check_fits([a.experiment for a in arms.values()], device,
+                       f"trial {index} of the sweep (--grid {_shown(point)}; {len(arms)} arms held together)")
         spec = {"phenomenon": name, "quick": quick, "arms": {arm: a.stored_spec() for arm, a in arms.items()}}
         trials.append(Trial(index, f"{sweep_id}.t{index}", {k: v for k, (_, v) in point.items()},
                             grid, next(iter(arms.values())).experiment.seed_list, spec))
