@@ -14,7 +14,7 @@ import platform
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -22,15 +22,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from learnscope import registry
-from learnscope.compare import Comparison, compare_runs
 from learnscope.errors import LearnscopeError, RunInterrupted, did_you_mean
-from learnscope.progress import TrainingProgress
-from learnscope.report import report_run
-from learnscope.report.page import fmt
-from learnscope.runs import ArmTable, Run
-from learnscope.spec import load_experiment
-from learnscope.stats import CI_DESCRIPTION, CI_METHOD
-from learnscope.store.sqlite import Store
+
+# Each command imports what it uses, in its body: `--help`, `list`, `runs` and `show` load
+# no torch, and training loads no pandas, matplotlib or scipy before the summary and the
+# report need them (tests/test_cli_imports.py; the README's performance section).
+if TYPE_CHECKING:
+    from learnscope.compare import Comparison
+    from learnscope.runs import ArmTable, Run
+    from learnscope.store.sqlite import Store
 
 app = typer.Typer(
     add_completion=False,
@@ -101,7 +101,22 @@ def _console(as_json: bool) -> Console:
 
 
 def _existing_store(store: Path | None) -> Store:
+    from learnscope.store.sqlite import Store
+
     return Store(store, create=False)
+
+
+def fmt(value: Any) -> str:
+    """A number as the report shows it (report.page.fmt, loaded when first needed)."""
+    from learnscope.report.page import fmt as page_fmt
+
+    return page_fmt(value)
+
+
+def _progress(enabled: bool):
+    from learnscope.progress import TrainingProgress
+
+    return TrainingProgress(Console(stderr=True), enabled=enabled)
 
 
 # ------------------------------------------------------------------ list
@@ -117,9 +132,8 @@ def list_phenomena(
     if name is not None:
         _show_phenomenon(name, as_json)
         return
-    entries = []
-    for entry_name, cls in registry.phenomena.items():
-        entries.append({"name": entry_name, "summary": cls.summary, "source": cls.source})
+    entries = [{"name": entry_name, "summary": summary, "source": source}
+               for entry_name, summary, source in registry.catalog_listing()]
     if as_json:
         print(json.dumps(entries))
         return
@@ -177,6 +191,8 @@ def _final_json(run: Run) -> dict:
 
 
 def _print_summary(run: Run, console: Console) -> None:
+    from learnscope.stats import CI_DESCRIPTION
+
     record = run.record
     console.print(
         f"[bold]{record.id}[/bold]  {record.name}  status [bold]{run.status}[/bold]"
@@ -250,11 +266,12 @@ def run(
 ) -> None:
     """Run a phenomenon or a spec file across seeds, into the store."""
     from learnscope.runner import run_experiment, run_phenomenon
+    from learnscope.spec import load_experiment
     from learnscope.train.devices import resolve_device
 
     where = resolve_device(device or "cpu")  # a device not on this machine: one line, before any work
     console = _console(as_json)
-    progress = TrainingProgress(Console(stderr=True), enabled=sys.stderr.isatty() or not as_json)
+    progress = _progress(sys.stderr.isatty() or not as_json)
     if target in registry.phenomena:
         result = run_phenomenon(target, quick, seeds, overrides or (), store, run_id, progress, where)
     elif _is_spec_file(target):
@@ -269,6 +286,8 @@ def run(
 
 def _conclude(result: Run, name: str, console: Console, report: bool, as_json: bool) -> None:
     """After a run: summary, report, verdict line, and the JSON object with --json."""
+    from learnscope.report import report_run
+
     _print_summary(result, console)
     report_path = report_run(result) if report else None
     if report_path:
@@ -329,7 +348,7 @@ def sweep(
     if target not in registry.phenomena and not _is_spec_file(target):
         raise _unknown_target(target)
     console = _console(as_json)
-    progress = TrainingProgress(Console(stderr=True), enabled=sys.stderr.isatty() or not as_json)
+    progress = _progress(sys.stderr.isatty() or not as_json)
     swept = run_sweep(target, grid, seeds, quick, overrides or (), store, backend, run_id, progress, where,
                       address, workers)
     _conclude_sweep(swept, console, report, as_json)
@@ -409,7 +428,7 @@ def resume(
     from learnscope.runner import resume_run
 
     console = _console(as_json)
-    progress = TrainingProgress(Console(stderr=True), enabled=sys.stderr.isatty() or not as_json)
+    progress = _progress(sys.stderr.isatty() or not as_json)
     st = _existing_store(store)
     run_id = st.resolve_id(run_id)
     if st.get_run(run_id).kind == "sweep":
@@ -460,7 +479,7 @@ def verify(
     names = registry.phenomena.names() if all_ else [name]
     for n in names:
         registry.phenomena.get(n, "phenomenon")
-    progress = TrainingProgress(Console(stderr=True), enabled=True)
+    progress = _progress(True)
     results = []
     for n in names:
         result = run_phenomenon(n, quick, seeds, overrides or (), store, None, progress, where)
@@ -486,6 +505,7 @@ def sites(
 ) -> None:
     """Every site of the model (what probes read and interventions edit) with its shape."""
     from learnscope.runner import phenomenon_arms
+    from learnscope.spec import load_experiment
 
     if target in registry.phenomena:
         _, arms = phenomenon_arms(target, quick, overrides=overrides or ())
@@ -544,6 +564,9 @@ def _model_sites(experiment) -> dict[str, tuple[tuple[int, ...], int | None]]:
 def show(run_id: Annotated[str, typer.Argument(help="a run id, a unique prefix of one, or latest")], store: StoreOpt = None,
     plugin: PluginOpt = None, as_json: JsonOpt = False):
     """A run's summary: per-seed final values, mean, std, 95% CI, signature; a sweep's trials."""
+    from learnscope.runs import Run
+    from learnscope.stats import CI_METHOD
+
     st = _existing_store(store)
     run_id = st.resolve_id(run_id)
     if st.get_run(run_id).kind == "sweep":
@@ -653,6 +676,9 @@ def compare(
     arm each (an experiment, a watched loop, or a phenomenon's arm, RUN.ARM)
     pair as they are.
     """
+    from learnscope.compare import compare_runs
+    from learnscope.runs import Run
+
     st = _existing_store(store)
     run_a = st.resolve_id(run_a)
     run_b = st.resolve_id(run_b) if run_b is not None else None
@@ -694,6 +720,8 @@ def _compare_sweep(st: Store, sweep_id: str, baseline: str | None, metrics, as_j
 
 
 def _print_comparison(result: Comparison, console: Console) -> None:
+    from learnscope.stats import CI_DESCRIPTION
+
     console.print(f"[bold]B − A[/bold]  A {result.a}  B {result.b}  paired seeds {' '.join(map(str, result.seeds))}")
     for arm_a, arm_b in result.arms:
         if arm_a != arm_b:

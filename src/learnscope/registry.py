@@ -185,3 +185,92 @@ probes: Registry = Registry("probe", "learnscope.probes")
 interventions: Registry = Registry("intervention", "learnscope.interventions")
 phenomena: Registry = Registry("phenomenon", "learnscope.catalog")
 backends: Registry = Registry("sweep backend", "learnscope.sweep.backends")
+
+
+# ---------------------------------------------------------------- the catalog, unimported
+
+def catalog_listing() -> list[tuple[str, str, str]]:
+    """(name, summary, source) of every phenomenon, sorted by name: what
+    `learnscope list` prints.
+
+    Importing the catalog loads torch, pandas and the rest of the package
+    (about 2 s) for three strings per phenomenon. Where only the built-in
+    catalog can register phenomena (no plugin loaded or named by the
+    environment or an entry point) they are read from the catalog's source
+    files instead: every `@registry.phenomena.register("name")` class whose
+    body sets `summary` and `source` to string literals. Any other form, a
+    file that does not parse, or a plugin anywhere: the registry is asked
+    (tests/test_cli_imports.py holds the two equal)."""
+    quick = None if (phenomena._loaded or _plugins or os.environ.get(PLUGIN_VARIABLE, "").strip()
+                     or entry_points(group=ENTRY_POINT_GROUP)) else _read_catalog()
+    if quick is not None:
+        return quick
+    return [(name, cls.summary, cls.source) for name, cls in phenomena.items()]
+
+
+def _read_catalog() -> list[tuple[str, str, str]] | None:
+    import ast
+
+    spec = importlib.util.find_spec("learnscope.catalog")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found: dict[str, tuple[str, str]] = {}
+    for info in pkgutil.iter_modules(spec.submodule_search_locations):
+        path = Path(spec.submodule_search_locations[0]) / f"{info.name}.py"
+        try:
+            text = path.read_text(encoding="utf-8")
+            tree = ast.parse(text) if "phenomena.register" in text else None
+        except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+            return None
+        if tree is None:
+            continue
+        seen = 0
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            for decorator in node.decorator_list:
+                name = _registered_name(decorator)
+                if name is None:
+                    continue
+                values = {t.id: v.value for v in node.body if isinstance(v, ast.Assign)
+                          for t in v.targets if isinstance(t, ast.Name)}
+                texts = {key: _literal(values.get(key)) for key in ("summary", "source")}
+                if None in texts.values() or name in found:
+                    return None
+                found[name] = (texts["summary"], texts["source"])  # type: ignore[assignment]
+                seen += 1
+        calls = sum(isinstance(node, ast.Call) and _is_register(node.func) for node in ast.walk(tree))
+        if seen != calls:  # registered some other way: ask the registry
+            return None
+    return [(name, *found[name]) for name in sorted(found)]
+
+
+def _is_register(func: Any) -> bool:
+    """`phenomena.register` (as `registry.phenomena.register` or otherwise qualified)."""
+    import ast
+
+    return (isinstance(func, ast.Attribute) and func.attr == "register"
+            and ((isinstance(func.value, ast.Attribute) and func.value.attr == "phenomena")
+                 or (isinstance(func.value, ast.Name) and func.value.id == "phenomena")))
+
+
+def _registered_name(decorator: Any) -> str | None:
+    import ast
+
+    if (isinstance(decorator, ast.Call) and _is_register(decorator.func) and len(decorator.args) == 1
+            and not decorator.keywords and isinstance(decorator.args[0], ast.Constant)
+            and isinstance(decorator.args[0].value, str)):
+        return decorator.args[0].value
+    return None
+
+
+def _literal(node: Any) -> str | None:
+    import ast
+
+    if node is None:
+        return None
+    try:
+        value = ast.literal_eval(node)
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None

@@ -15,14 +15,16 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from learnscope.errors import LearnscopeError
 from learnscope.spec import Experiment
 from learnscope.store.sqlite import WATCH, RunRecord
+
+if TYPE_CHECKING:  # pandas loads when metrics are first read into a frame, not with the store
+    import pandas as pd
 
 
 @dataclass

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from learnscope import registry
 from learnscope.catalog.base import Phenomenon
@@ -14,6 +13,9 @@ from learnscope.continual import RANK_BY, RANKING, arm_measures
 from learnscope.results import ArmData, Verdict
 from learnscope.stats import summarize
 from learnscope.store.base import RunRecord, RunStore
+
+if TYPE_CHECKING:  # pandas loads with the first summary, not with the runner that returns a Run
+    import pandas as pd
 
 
 @dataclass
@@ -32,6 +34,8 @@ def compare_arms(summary: pd.DataFrame, metrics: dict[str, str], order: Sequence
     """From a `Run.summary()`: one row per arm holding any of `metrics` ({metric:
     label}), in `order` (else the summary's); with `rank_by`, sorted best first
     by those metrics' means (higher is better), with a `rank` column."""
+    import pandas as pd
+
     cells = summary.set_index(["arm", "metric"]) if not summary.empty else None
     found = [] if cells is None else list(dict.fromkeys(a for a, m in cells.index if m in metrics))
     arms = [a for a in order if a in found] + [a for a in found if a not in order]
@@ -94,6 +98,8 @@ class Run:
         (`continual/...`, learnscope.continual); for a phenomenon, what it
         derives across its arms (`Phenomenon.derived`, e.g. privacy leakage
         against the retrain oracle)."""
+        import pandas as pd
+
         frames = []
         arms = self.arm_data()
         derived = {label: {f"continual/{name}": values for name, values in (arm_measures(data) or {}).items()}
@@ -143,6 +149,8 @@ class Run:
     def summary(self) -> pd.DataFrame:
         """Per arm and metric: mean, std and 95% CI (Student t) across seeds,
         and the per-seed final values."""
+        import pandas as pd
+
         rows = []
         final = self.final()
         if final.empty:

@@ -17,11 +17,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from learnscope.errors import LearnscopeError, one_of
+
+if TYPE_CHECKING:  # pandas loads when metrics are first read into a frame, not with the store
+    import pandas as pd
 
 STATUSES = ("running", "finished", "failed", "interrupted")
 STOPPED = "the process running it stopped before it finished (killed or crashed); `learnscope resume {run}` continues it"
@@ -96,6 +97,7 @@ def as_seen(record: RunRecord, owned: bool) -> RunRecord:
 def metric_frame(run_id: str, rows: Sequence[tuple[int, int, str, float]]) -> pd.DataFrame:
     """One run's metric rows (seed, step, name, value) as the stores hand them back."""
     import numpy as np
+    import pandas as pd
 
     seed, step, name, value = zip(*rows) if rows else ((), (), (), ())
     return pd.DataFrame({
@@ -108,6 +110,8 @@ def metric_frame(run_id: str, rows: Sequence[tuple[int, int, str, float]]) -> pd
 
 
 def concat_metrics(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    import pandas as pd
+
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=METRIC_COLUMNS)
 
 

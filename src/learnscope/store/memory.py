@@ -18,15 +18,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from learnscope import faults
 from learnscope.errors import LearnscopeError, NotFoundError
 from learnscope.store.base import STATUSES, Op, RunRecord, RunStore, as_seen, concat_metrics, metric_frame, this_host
 from learnscope.store.checkpoints import checkpoint_step
 from learnscope.version import __version__
+
+if TYPE_CHECKING:  # pandas loads when metrics are first read into a frame, not with the store
+    import pandas as pd
 
 
 @dataclass

@@ -27,9 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from learnscope import faults
 from learnscope.errors import LearnscopeError, NotFoundError, did_you_mean
@@ -47,6 +45,9 @@ from learnscope.store.base import (
     this_host,
 )
 from learnscope.version import __version__
+
+if TYPE_CHECKING:  # pandas loads when metrics are first read into a frame, not with the store
+    import pandas as pd
 
 __all__ = ["KINDS", "WATCH", "RunRecord", "Store", "new_run_id", "resolve_store_dir"]
 

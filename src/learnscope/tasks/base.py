@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
-
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from learnscope.errors import SpecError
 from learnscope.spec import TaskSpec
+
+if TYPE_CHECKING:  # torch loads with the first task built: reading runs (Block, TaskInfo) needs none
+    import torch
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class TaskInfo:
     @cached_property
     def _allowed(self) -> torch.Tensor:
         """[C, C]: allowed[y, c] iff class c shares class y's group."""
+        import torch
+
         allowed = torch.zeros(self.output_dim, self.output_dim, dtype=torch.bool)
         for group in self.class_groups or ():
             index = torch.tensor(group)
