@@ -1,4 +1,4 @@
-"""python -m benchmarks [--json FILE] [--only ensemble,probes,store,catalog,torch_module,sweep]
+"""python -m benchmarks [--json FILE] [--only ensemble,probes,store,catalog,torch_module,sweep,whole]
 
 Prints each section as it is measured, then one summary table with the
 issue's bars; with --json, also writes every figure as one JSON object."""
@@ -13,9 +13,9 @@ import time
 
 import torch
 
-from benchmarks import catalog, ensemble, probes, store, sweep, torch_module
+from benchmarks import catalog, ensemble, probes, store, sweep, torch_module, whole
 
-SECTIONS = ("ensemble", "probes", "store", "catalog", "torch_module", "sweep")
+SECTIONS = ("ensemble", "probes", "store", "catalog", "torch_module", "sweep", "whole")
 
 
 def summary(results: dict) -> list[tuple[str, str, str]]:
@@ -63,6 +63,24 @@ def summary(results: dict) -> list[tuple[str, str, str]]:
         r = results["sweep"]
         rows.append((f"{r['trials']}-trial sweep, whole command: ray ({r['workers']} workers) / local",
                      f"{r['ratio']:.2f}x ({r['ray_s']:.1f} / {r['local_s']:.1f} s)", "reported, not a bar"))
+    if "whole" in results:
+        r = results["whole"]
+        t = r["seconds"]
+        where = f"{r['seeds']} seeds x {r['steps']} steps"
+        rows.append((f"whole process, {where}: plain PyTorch loop / learnscope run",
+                     f"{r['plain_over_learnscope']:.1f}x ({t['plain PyTorch loop']:.1f} / {t['learnscope run']:.1f} s)",
+                     ">= 5x"))
+        if "jax_over_learnscope" in r:
+            rows.append((f"whole process, {where}: JAX jit(vmap) + lax.scan / learnscope run",
+                         f"{r['jax_over_learnscope']:.2f}x ({t['JAX jit(vmap) + lax.scan']:.1f} / "
+                         f"{t['learnscope run']:.1f} s)", "> 1x"))
+        else:
+            rows.append(("whole process: JAX", r["note"], "> 1x"))
+        rows.append(("learnscope --help / python -c 'import torch'",
+                     f"{r['help_over_import_torch']:.2f} ({t['learnscope --help']:.2f} / "
+                     f"{t['import torch']:.2f} s)", "<= 0.25"))
+        rows.append(("learnscope list; a 1-step run", f"{t['learnscope list']:.2f} s; {t['learnscope run, 1 step']:.2f} s",
+                     ""))
     return rows
 
 
@@ -76,7 +94,7 @@ def main() -> None:
     results: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": threads,
                                  "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M")}}
     modules = {"ensemble": ensemble, "probes": probes, "store": store, "catalog": catalog, "torch_module": torch_module,
-               "sweep": sweep}
+               "sweep": sweep, "whole": whole}
     for section in args.only.split(","):
         print(f"{section}:", flush=True)
         start = time.perf_counter()
