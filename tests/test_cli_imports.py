@@ -83,9 +83,11 @@ def test_list_with_a_plugin_asks_the_registry(tmp_path):
 
 def test_training_imports_no_report_or_statistics_libraries(tmp_path):
     """Up to the last step no module of learnscope imports pandas, scipy or
-    matplotlib (the summary and the report load them after), nor does the
-    optimizer import torch._dynamo. A finder in the process records which
-    file's import statement first loaded each."""
+    matplotlib (the summary and the report load them after), and nothing
+    imports torch._dynamo (torch.optim's first construction, a
+    TorchDispatchMode's first dispatch) or scikit-learn (which torch._dynamo
+    loads). A finder in the process records which file's import statement
+    first loaded each."""
     spec = tmp_path / "tiny.yaml"
     spec.write_text(yaml.safe_dump({"task": {"name": "gaussian-mixture", "classes": 3, "dim": 4, "samples": 64},
                                     "model": {"name": "mlp", "hidden": [8]},
@@ -95,15 +97,15 @@ def test_training_imports_no_report_or_statistics_libraries(tmp_path):
             "first = {}\n"
             "class Finder:\n"
             "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name in ('pandas', 'scipy', 'matplotlib', 'torch._dynamo') and name not in first:\n"
+            "        if name in ('pandas', 'scipy', 'matplotlib', 'sklearn', 'torch._dynamo') and name not in first:\n"
             "            frames = [f.filename for f in traceback.extract_stack()[:-1] if 'importlib' not in f.filename]\n"
             "            first[name] = frames[-1]\n"
             "sys.meta_path.insert(0, Finder())\n"
             "import learnscope.runner as runner\n"
             "from learnscope.spec import load_experiment\n"
             f"runner.run_experiment(load_experiment({str(spec)!r}), {str(tmp_path / 's')!r}, 'tiny', progress=False)\n"
-            "print(sorted(f'{name} by {where}' for name, where in first.items() if 'learnscope' in where\n"
-            "             or name == 'torch._dynamo' and 'optim' in where))\n")
+            "print(sorted(f'{name} by {where}' for name, where in first.items()\n"
+            "             if 'learnscope' in where or name in ('torch._dynamo', 'sklearn')))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -286,10 +286,12 @@ def run(
 
 def _conclude(result: Run, name: str, console: Console, report: bool, as_json: bool) -> None:
     """After a run: summary, report, verdict line, and the JSON object with --json."""
-    from learnscope.report import report_run
-
     _print_summary(result, console)
-    report_path = report_run(result) if report else None
+    report_path = None
+    if report:
+        from learnscope.report import report_run
+
+        report_path = report_run(result)
     if report_path:
         console.print(f"report: {report_path}")
     verdict = result.verdict

@@ -260,6 +260,13 @@ class _PeakBytes(TorchDispatchMode):
     """The peak of bytes held by the tensors ops create while it is active, each
     storage counted once however many views share it."""
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # TorchDispatchMode wraps a subclass's __torch_dispatch__ in torch._disable_dynamo,
+        # whose first call imports torch._dynamo: 1.2-1.5 s of every run that probes, for a
+        # mode that is never compiled (tests/test_cli_imports.py)
+        return False
+
     def __init__(self):
         super().__init__()
         self.live: dict[int, list[int]] = {}  # storage address -> [bytes, tensors alive on it]
