@@ -109,3 +109,11 @@ def test_training_imports_no_report_or_statistics_libraries(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_show_draws_nothing(store_with_run):
+    """show prints numbers: the report's matplotlib stays unloaded."""
+    names, done = imported("show", "latest", "--store", str(store_with_run / "store"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "tiny" in done.stdout
+    assert "matplotlib" not in names

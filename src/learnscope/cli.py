@@ -107,10 +107,10 @@ def _existing_store(store: Path | None) -> Store:
 
 
 def fmt(value: Any) -> str:
-    """A number as the report shows it (report.page.fmt, loaded when first needed)."""
-    from learnscope.report.page import fmt as page_fmt
+    """A number as the report shows it (stats.fmt; numpy loads with it, not with --help)."""
+    from learnscope.stats import fmt as stats_fmt
 
-    return page_fmt(value)
+    return stats_fmt(value)
 
 
 def _progress(enabled: bool):

@@ -145,3 +145,13 @@ def paired_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.n
         p_value = float(scipy_stats.ttest_rel(y, x).pvalue)
     _, low, high = mean_ci(d, confidence)
     return PairedStats(n, mean_a, mean_b, mean_d, low, high, p_value)
+
+
+def fmt(value: float | None) -> str:
+    """A number as summaries, tables and reports print it ("–" for none or non-finite)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    magnitude = abs(value)
+    if magnitude != 0 and (magnitude >= 1e4 or magnitude < 1e-3):
+        return f"{value:.3e}"
+    return f"{value:.4g}"

@@ -6,23 +6,15 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 from collections.abc import Sequence
 
 import pandas as pd
 
-from learnscope.stats import CI_DESCRIPTION
+from learnscope.stats import CI_DESCRIPTION, fmt
+
+__all__ = ["fmt"]  # where the sweep report and older callers find it
 
 CI_CAPTION = f"<caption>95% CI: {html.escape(CI_DESCRIPTION)}</caption>"
-
-
-def fmt(value: float) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    magnitude = abs(value)
-    if magnitude != 0 and (magnitude >= 1e4 or magnitude < 1e-3):
-        return f"{value:.3e}"
-    return f"{value:.4g}"
 
 
 def summary_table(summary: pd.DataFrame) -> str:
