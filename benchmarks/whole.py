@@ -96,16 +96,18 @@ JAX = _DATA + textwrap.dedent(f"""
         logits = forward(params, xb)
         return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), yb[:, None], 1))
 
+    per_epoch = n // {BATCH}  # batches of an epoch (drop_last), each epoch a fresh permutation, as DataLoader(shuffle=True)
+    epochs = -(-{STEPS} // per_epoch)
+
     def train(key, x, y):
-        params = init(key)
-        def step(carry, i):
-            params, key = carry
-            key, sub = jax.random.split(key)
-            idx = jax.random.choice(sub, n, ({BATCH},), replace=False)
+        key, init_key = jax.random.split(key)
+        params = init(init_key)
+        orders = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(key, epochs))
+        def step(params, i):
+            idx = jax.lax.dynamic_slice(orders[i // per_epoch], ((i % per_epoch) * {BATCH},), ({BATCH},))
             grads = jax.grad(loss)(params, x[idx], y[idx])
-            params = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, params, grads)
-            return (params, key), None
-        (params, _), _ = jax.lax.scan(step, (params, key), jnp.arange({STEPS}))
+            return jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, params, grads), None
+        params, _ = jax.lax.scan(step, params, jnp.arange({STEPS}))
         return jnp.mean(jnp.argmax(forward(params, x), 1) == y)
 
     keys = jax.random.split(jax.random.PRNGKey(0), {SEEDS})
