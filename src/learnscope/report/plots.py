@@ -105,7 +105,7 @@ def family_figure(name: str, metrics: list[str], series: list[Series]) -> Figure
     if beside:
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside right upper", fontsize=7)
-    else:
+    elif axes[0].get_legend_handles_labels()[0]:  # no line to label when every seed diverged
         axes[0].legend(fontsize=8, loc="best")
     return fig
 
