@@ -120,8 +120,6 @@ class RunStore(ABC):
     (where a method takes them) say when and where a write happened, when it
     happened elsewhere: a journal replayed from a worker keeps its times."""
 
-    where: str  # the store, as messages name it
-
     @abstractmethod
     def hold(self, run_id: str) -> AbstractContextManager[None]:
         """Own a top-level run for the duration: refuse if another live process owns it."""
@@ -132,6 +130,10 @@ class RunStore(ABC):
 
     @abstractmethod
     def has_run(self, run_id: str) -> bool: ...
+
+    def find_run(self, run_id: str) -> RunRecord | None:
+        """The run's record, or None if the store does not hold it."""
+        return self.get_run(run_id) if self.has_run(run_id) else None
 
     @abstractmethod
     def create_run(self, run_id: str, name: str, spec: dict[str, Any], seeds: Sequence[int], kind: str = "experiment",

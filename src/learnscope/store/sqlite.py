@@ -203,7 +203,6 @@ class Store(RunStore):
 
     def __init__(self, directory: str | os.PathLike | None = None, create: bool = True):
         self.dir = resolve_store_dir(directory)
-        self.where = f"the store at {self.dir}"
         self.db_path = self.dir / "runs.db"
         if not create and not self.db_path.exists():
             raise NotFoundError(f"no store at {self.dir} (no runs.db); pass --store DIR or set {ENV_VAR}")

@@ -127,7 +127,8 @@ class _Driver(TrialHost):
         self.store, self.sweep, self.reporter, self.device_of = store, sweep, reporter, device_of
 
     def finished(self, trial: Trial) -> bool:
-        return self.store.has_run(trial.run_id) and self.store.get_run(trial.run_id).status == "finished"
+        record = self.store.find_run(trial.run_id)
+        return record is not None and record.status == "finished"
 
     def run_here(self, trial: Trial) -> TrialResult:
         return run_trial(self.store, self.sweep, trial, self.reporter, self.device_of(trial))
@@ -139,9 +140,9 @@ class _Driver(TrialHost):
         self.store.replay(ops)
 
     def result(self, trial: Trial) -> TrialResult:
-        if not self.store.has_run(trial.run_id):
+        record = self.store.find_run(trial.run_id)
+        if record is None:
             return TrialResult(trial.run_id, "not started")
-        record = self.store.get_run(trial.run_id)
         return TrialResult(trial.run_id, record.status, record.reason)
 
     def announce(self, message: str) -> None:
@@ -171,10 +172,6 @@ def _drive(store: RunStore, record: RunRecord, trials: list[Trial], backend: Bac
     else:
         store.set_status(sweep_id, "finished", f"every seed diverged in {', '.join(r.run_id for r in blown)}"
                          if blown else None)
-
-
-def _trial_record(store: RunStore, run_id: str) -> RunRecord | None:
-    return store.get_run(run_id) if store.has_run(run_id) else None
 
 
 # ------------------------------------------------------------------ reading a sweep
@@ -222,7 +219,7 @@ class Sweep:
     def trials(self, with_metrics: bool = True) -> list[TrialRow]:
         rows = []
         for planned in self.record.spec["trials"]:
-            record = _trial_record(self.store, planned["run_id"])
+            record = self.store.find_run(planned["run_id"])
             status = "not started" if record is None else record.status
             duration = None
             if record is not None and record.finished is not None and status != "running":

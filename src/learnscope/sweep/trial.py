@@ -35,7 +35,7 @@ class TrialResult:
 def run_trial(store: RunStore, sweep: RunRecord, trial: Trial, reporter: TrainingProgress, device: Any) -> TrialResult:
     """Train one trial into `store`, or finish it from its checkpoints.
     `device`: a device, or "recorded" (where the sweep last ran)."""
-    existing = store.get_run(trial.run_id) if store.has_run(trial.run_id) else None
+    existing = store.find_run(trial.run_id)
     if existing is not None and existing.status == "finished":
         return TrialResult(trial.run_id, existing.status)
     spec = sweep.spec
