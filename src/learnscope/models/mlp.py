@@ -9,6 +9,7 @@ not start from huge outputs; the tangent kernel stays full rank.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -67,7 +68,7 @@ class MLPNetwork(EnsembleModel):
             d_in = spec.embed * info.input_shape[0]
         else:
             self.embedding = None
-            d_in = info.input_shape[0]
+            d_in = math.prod(info.input_shape)  # vectors per position ([T, F]) are read flattened
         widths = [d_in, *spec.hidden]
         self.hidden = torch.nn.ModuleList(
             layers.Linear(members, a, b, bias=spec.bias) for a, b in zip(widths[:-1], widths[1:])
@@ -80,7 +81,7 @@ class MLPNetwork(EnsembleModel):
         return ["embed", *(f"hidden.{i}" for i in range(len(self.hidden))), "penultimate", "logits"]
 
     def forward(self, x: torch.Tensor, sites: Sites | None = None) -> torch.Tensor:
-        h = self.embedding(x).flatten(-2) if self.embedding is not None else x
+        h = self.embedding(x).flatten(-2) if self.embedding is not None else x.flatten(2)
         if sites is not None:
             h = sites("embed", h)
         for i, layer in enumerate(self.hidden):

@@ -1,7 +1,11 @@
 """A small decoder-only transformer (1-8 layers) that classifies a token
 sequence from one query position (the last by default), as in the
 modular-arithmetic grokking papers, or, for a sequence task (a language
-model), predicts the next token at every position. Pre-layernorm when
+model), predicts the next token at every position. A task of vector inputs
+[T, F] (one feature vector per position, e.g. bursty-icl's items and one-hot
+labels) is read through a linear embedding `embed` (F -> d_model, no bias)
+in place of the token table; everything downstream, sites included, is the
+same. Pre-layernorm when
 `layernorm` is on; learned positions; attention-only blocks (no MLP) and
 layernorm of queries and keys per head as options.
 
@@ -27,7 +31,6 @@ from learnscope import registry
 from learnscope.errors import SpecError
 from learnscope.models import layers
 from learnscope.models.base import EnsembleModel, Model, Sites
-from learnscope.models.mlp import require_tokens
 from learnscope.tasks.base import TaskInfo
 
 # the sites of a block that hold every position only when computed in full: the
@@ -60,7 +63,9 @@ class Transformer(Model):
         return heads
 
     def build(self, info: TaskInfo, seeds: Sequence[int]) -> EnsembleModel:
-        require_tokens(info, "transformer")
+        if info.input_kind != "tokens" and len(info.input_shape) != 2:
+            raise SpecError("model.name", "'transformer' reads a sequence: token inputs, or vector inputs of shape "
+                            f"(positions, features); this task's inputs are vectors of shape {info.input_shape}")
         length = info.input_shape[0]
         if info.sequence and self.query_position != -1:
             raise SpecError("model.query_position", "applies to classification; a sequence task is read at every "
@@ -169,7 +174,11 @@ class TransformerNetwork(EnsembleModel):
         self.n_layers = spec.layers
         self.attn_only = spec.attn_only
         d = spec.d_model
-        self.embed = layers.Embedding(members, info.vocab_size, d, std=1 / math.sqrt(d))
+        self.embed: nn.Module
+        if info.input_kind == "tokens":
+            self.embed = layers.Embedding(members, info.vocab_size, d, std=1 / math.sqrt(d))
+        else:  # a feature vector per position: a linear embedding (one-hot features pick rows, as tokens do)
+            self.embed = layers.Linear(members, info.input_shape[1], d, bias=False)
         self.pos = (
             layers.StackedModule(members) if spec.positions == "learned" else None
         )
