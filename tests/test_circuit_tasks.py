@@ -61,7 +61,7 @@ def test_bursty_sequences_repeat_their_classes_and_hold_the_query():
         items, context_labels, _ = decode(task, data.inputs[idx])
         classes = nearest_class(items, means[: task.classes])
         assert torch.allclose(items, means[classes], atol=1e-6)
-        for row, q, y, ctx_y in zip(classes, classes[:, -1], data.targets[idx], context_labels):
+        for row, q, y in zip(classes, classes[:, -1], data.targets[idx]):
             counts = torch.bincount(row[:-1], minlength=task.classes)
             assert set(counts[counts > 0].tolist()) == {4}  # N/B classes, B times each
             assert counts[q] > 0 and y == labels[q]  # the query's class is in context
