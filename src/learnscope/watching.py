@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -52,6 +52,9 @@ from learnscope.store.base import run_id_for
 from learnscope.store.sqlite import WATCH, Store
 from learnscope.tasks.base import Block, TaskInfo
 from learnscope.train.data import gather
+
+if TYPE_CHECKING:
+    from learnscope.stacked_optim import StackedOptimizer
 
 Pair = tuple[Any, Any]
 SplitData = Pair | Sequence[Pair]  # (x, y) shared by every seed, or one (x, y) per seed
@@ -233,6 +236,10 @@ class WatchedLoop:
     @property
     def sampler(self) -> SamplerView:
         raise self._no("batch sampler")
+
+    @property
+    def optimizer(self) -> StackedOptimizer:
+        raise self._no("optimizer")
 
     @property
     def seeds(self) -> list[int]:

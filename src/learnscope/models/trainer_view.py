@@ -4,13 +4,16 @@ a layer above them, satisfies it; mypy checks that it does)."""
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import torch
 
 from learnscope.models.base import Edit, EnsembleModel
 from learnscope.spec import Experiment, Recipe
 from learnscope.tasks.base import Block, TaskInfo
+
+if TYPE_CHECKING:
+    from learnscope.stacked_optim import StackedOptimizer
 
 
 class DataView(Protocol):
@@ -66,6 +69,9 @@ class TrainerView(Protocol):
 
     @property
     def initial_params(self) -> list[torch.Tensor]: ...
+
+    @property
+    def optimizer(self) -> StackedOptimizer: ...  # its state may be changed in place (a reset of moments)
 
     @property
     def blocks(self) -> list[Block] | None: ...
