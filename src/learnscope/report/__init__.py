@@ -11,7 +11,6 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import yaml
 from matplotlib.figure import Figure
 
@@ -120,7 +119,6 @@ def save_figures(store: Store, run_ids: Sequence[str], out: Path, figures: Seque
     for caption, fig in figures:
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
-        plt.close(fig)
         png = buffer.getvalue()
         path = out / f"{_slug(caption)}.png"
         path.write_bytes(png)

@@ -6,17 +6,13 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from learnscope.report.plots import band_plot, new_figure, plt
+from learnscope.report.plots import band_plot, cycle_colors, new_figure
 from learnscope.results import Bands, Sweep, Tradeoff
-
-
-def _colors() -> list:
-    return plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
 def bands_figure(data: Bands) -> Figure:
     fig, ax = new_figure(7, 4.2)
-    colors = _colors()
+    colors = cycle_colors()
     for i, (label, x, values) in enumerate(data.lines):
         band_plot(ax, x, values, label, colors[i % len(colors)])
     ax.set_xlabel(data.xlabel)
@@ -34,7 +30,7 @@ def tradeoff_figure(data: Tradeoff) -> Figure:
     probe, with a band spanning the lowest to the highest seed's y there;
     reference points as the mean, bars from the lowest to the highest seed."""
     fig, ax = new_figure(7, 4.8)
-    colors = _colors()
+    colors = cycle_colors()
     for i, (name, (xs, ys)) in enumerate(data.lines.items()):
         with np.errstate(all="ignore"):
             mx, my = np.nanmean(xs, axis=0), np.nanmean(ys, axis=0)
@@ -61,7 +57,7 @@ def sweep_figure(data: Sweep) -> Figure:
     across seeds with a band from the lowest to the highest seed."""
     fig, axes = new_figure(4.4 * len(data.panels), 4.2, cols=len(data.panels))
     axes = np.atleast_1d(axes)
-    colors = _colors()
+    colors = cycle_colors()
     for ax, (measure, lines) in zip(axes, data.panels.items()):
         for i, (label, values) in enumerate(lines.items()):
             at = [x for x, v in enumerate(values) if v is not None]

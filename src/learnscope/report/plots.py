@@ -8,13 +8,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from learnscope.results import ArmData  # noqa: E402
+from learnscope.results import ArmData
 
 
 @dataclass
@@ -39,8 +36,16 @@ def metric_families(series: list[Series]) -> dict[str, list[str]]:
 
 def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, sharex: bool = False):
     """(figure, axes) laid out by matplotlib's constrained layout: long legends
-    and labels fit without warnings. One axes, or a grid of rows × cols."""
-    return plt.subplots(rows, cols, figsize=(width, height), dpi=110, layout="constrained", sharex=sharex)
+    and labels fit without warnings. One axes, or a grid of rows × cols.
+    A bare Figure, not pyplot's: nothing global to close, and pyplot (with its
+    backend machinery) is not imported for a PNG."""
+    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    return fig, fig.subplots(rows, cols, sharex=sharex)
+
+
+def cycle_colors() -> list:
+    """The default colour cycle."""
+    return matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
 def band_plot(ax, steps: np.ndarray, values: np.ndarray, label: str, color, linestyle="-", marker=None) -> None:
@@ -71,9 +76,9 @@ def family_figure(name: str, metrics: list[str], series: list[Series]) -> Figure
     height = max(2.6 * len(panels) if split else 4.2, LEGEND_ENTRY_INCHES * entries + 0.8 if beside else 0)
     fig, axes = new_figure(7 + (3 if beside else 0), height, rows=len(panels), sharex=True)
     axes = np.atleast_1d(axes)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = cycle_colors()
     if len(series) > len(colors):  # past the default cycle, twice as many distinct colours
-        colors = list(plt.get_cmap("tab20").colors)
+        colors = list(matplotlib.colormaps["tab20"].colors)
     styles = ["-", "--", ":", "-."]
     switches = sorted({step for s in series for step in s.switches})
     for ax, shown in zip(axes, panels):

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from learnscope.report import report_directory, save_figures, write_page
 from learnscope.report.page import fmt
@@ -114,7 +114,7 @@ def heatmap_figure(metric: str, axes: Sequence[Axis], rows: Sequence[TrialRow]) 
             ax.text(j, i, fmt(float(grid[i, j])), ha="center", va="center", fontsize=8, color="white")
     if best_cell is not None:
         i, j = best_cell
-        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
     ax.set_yticks(range(len(first.values)), [_label(v) for v in first.values])
     ax.set_xticks(range(len(second.values)), [_label(v) for v in second.values])
     ax.set_ylabel(first.label)
