@@ -81,6 +81,13 @@ def summary(results: dict) -> list[tuple[str, str, str]]:
                      f"{t['import torch']:.2f} s)", "<= 0.25"))
         rows.append(("learnscope list; a 1-step run", f"{t['learnscope list']:.2f} s; {t['learnscope run, 1 step']:.2f} s",
                      ""))
+        inside = r["inside"]
+        rows.append(("learnscope run: step in the command / train_step alone",
+                     f"{r['command_step_over_alone']:.2f} ({inside['step in the command'] * 1e3:.3f} / "
+                     f"{inside['train_step alone'] * 1e3:.3f} ms; the loop with probes "
+                     f"{inside['loop per step'] * 1e3:.3f} ms per step)", "<= 1 (as fast)"))
+        rows.append(("learnscope run: last step to the printed report path", f"{inside['last step to report']:.2f} s",
+                     "reported"))
     return rows
 
 

@@ -12,7 +12,13 @@ ways, each a fresh process timed from start to exit, round after round
   skipped with a note where JAX is not installed).
 
 Also timed as processes: `learnscope --help`, `learnscope list`, a 1-step
-run, and `python -c "import torch"` (the floor of any torch command)."""
+run, and `python -c "import torch"` (the floor of any torch command).
+
+And inside the `learnscope run` process: the time from the end of the
+last training step to the printed report path (the summary table, the
+statistics, the figures and the page), and the time per training step in
+the command, against `Trainer.train_step` timed alone on the same trainer
+right after (the command must step as fast as the benchmark does)."""
 
 from __future__ import annotations
 
@@ -116,13 +122,62 @@ JAX = _DATA + textwrap.dedent(f"""
 """)
 
 
-def _timed(argv: list[str], cwd: str) -> float:
+# `learnscope run` with clocks added from outside (Trainer.train_step wrapped): every step's start
+# and end, and the process's end. Prints to stderr: the time from the last step's end to the end
+# (the conclusion), the mean step, and the loop's time per step (steps plus probes, checkpoints
+# and progress between them).
+CLOCKED = textwrap.dedent("""
+    import sys, time
+    from learnscope.cli import main
+    from learnscope.train.trainer import Trainer
+
+    step = Trainer.train_step
+    starts, ends = [], []
+
+    def clocked(self):
+        starts.append(time.perf_counter())
+        step(self)
+        ends.append(time.perf_counter())
+
+    Trainer.train_step = clocked
+    code = main(sys.argv[1:])
+    done = time.perf_counter()
+    steps = sum(e - s for s, e in zip(starts, ends)) / len(ends)
+    loop = (ends[-1] - starts[0]) / len(ends)
+    print(f"CLOCK {done - ends[-1]} {steps} {loop}", file=sys.stderr)
+    sys.exit(code)
+""")
+
+# The benchmark's own measure: the same spec's Trainer, train_step timed alone after a warm-up.
+ALONE = textwrap.dedent(f"""
+    import sys, time, yaml
+    from learnscope.spec import Experiment
+    from learnscope.train.trainer import Trainer
+
+    trainer = Trainer(Experiment.model_validate(yaml.safe_load(open("plain.yaml"))))
+    for _ in range(100):
+        trainer.train_step()
+    trainer.step = 0
+    start = time.perf_counter()
+    for _ in range({STEPS}):
+        trainer.train_step()
+    print(f"CLOCK {{(time.perf_counter() - start) / {STEPS}}}", file=sys.stderr)
+""")
+
+
+def _clock(stderr: str) -> list[float]:
+    line = next(line for line in stderr.splitlines() if line.startswith("CLOCK "))
+    return [float(value) for value in line.split()[1:]]
+
+
+def _timed(argv: list[str], cwd: str) -> tuple[float, str]:
+    """(wall seconds, stderr) of a fresh process."""
     start = time.perf_counter()
     done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:4])} failed: {done.stderr.strip()[-800:]}")
-    return seconds
+    return seconds, done.stderr
 
 
 def write_data(path: Path) -> None:
@@ -141,6 +196,10 @@ def write_data(path: Path) -> None:
     np.savez(path, x=np.stack(xs), y=np.stack(ys))
 
 
+# Clocks inside the learnscope run process (CLOCKED) and the train_step of the same spec alone (ALONE).
+INSIDE = ("last step to report", "step in the command", "loop per step", "train_step alone")
+
+
 def has_jax() -> bool:
     return importlib.util.find_spec("jax") is not None
 
@@ -152,6 +211,8 @@ def run(log=print, repeats: int = 3) -> dict:
         spec.write_text(yaml.safe_dump(SPEC))
         (Path(work) / "plain_loop.py").write_text(PLAIN)
         (Path(work) / "jax_vmap.py").write_text(JAX)
+        (Path(work) / "clocked.py").write_text(CLOCKED)
+        (Path(work) / "alone.py").write_text(ALONE)
         write_data(Path(work) / "data.npz")
         ls = [python, "-m", "learnscope"]
         commands = {
@@ -170,18 +231,32 @@ def run(log=print, repeats: int = 3) -> dict:
             note = "JAX is not installed (pip install -e '.[bench]'): its row is skipped"
             log(f"  {note}")
         samples: dict[str, list[float]] = {name: [] for name in commands}
+        clocks: dict[str, list[float]] = {name: [] for name in INSIDE}
         for k in range(repeats):
             for name, argv in commands.items():
-                samples[name].append(_timed(argv(k), work))
-            log(f"  round {k + 1}: " + ", ".join(f"{name} {s[-1]:.2f} s" for name, s in samples.items()))
+                samples[name].append(_timed(argv(k), work)[0])
+            conclude, in_command, loop = _clock(_timed([python, "clocked.py", "run", str(spec), "--store",
+                                                        f"{work}/c{k}"], work)[1])
+            alone = _clock(_timed([python, "alone.py"], work)[1])[0]
+            for name, value in zip(INSIDE, (conclude, in_command, loop, alone)):
+                clocks[name].append(value)
+            log(f"  round {k + 1}: " + ", ".join(f"{name} {s[-1]:.2f} s" for name, s in samples.items())
+                + f"; last step to report {conclude:.2f} s, step in the command {in_command * 1e3:.3f} ms "
+                f"(loop {loop * 1e3:.3f} ms), train_step alone {alone * 1e3:.3f} ms")
     medians = {name: statistics.median(s) for name, s in samples.items()}
+    inside = {name: statistics.median(s) for name, s in clocks.items()}
     ours = medians["learnscope run"]
     result = {"seeds": SEEDS, "steps": STEPS, "repeats": repeats, "seconds": medians, "samples": samples,
               "plain_over_learnscope": medians["plain PyTorch loop"] / ours,
               "help_over_import_torch": medians["learnscope --help"] / medians["import torch"],
+              "inside": inside, "inside_samples": clocks,
+              "command_step_over_alone": inside["step in the command"] / inside["train_step alone"],
               "note": note}
     if "JAX jit(vmap) + lax.scan" in medians:
         result["jax_over_learnscope"] = medians["JAX jit(vmap) + lax.scan"] / ours
     for name, seconds in medians.items():
         log(f"  {name}: {seconds:.2f} s (median of {repeats})")
+    log(f"  last step to the printed report path: {inside['last step to report']:.2f} s; step in the command "
+        f"{inside['step in the command'] * 1e3:.3f} ms (the loop {inside['loop per step'] * 1e3:.3f} ms per step), "
+        f"train_step alone {inside['train_step alone'] * 1e3:.3f} ms (medians of {repeats})")
     return result
