@@ -565,7 +565,8 @@ def out_of_range(draw) -> Case:
     if rule == "transformer_on_vectors":
         model = {"name": "transformer", "d_model": draw(st.sampled_from([8, 16, 32])),
                  "layers": draw(st.sampled_from([1, 2]))}
-        return case(("model",), model, "'transformer' needs a task with token inputs", at=("model", "name"))
+        return case(("model",), model, "'transformer' reads a sequence: token inputs, or vector inputs of shape",
+                    at=("model", "name"))
     if rule == "regression_probe":
         name = draw(st.sampled_from(["accuracy", "neural_collapse"]))
         return case(("probes",), spec["probes"] + [{"name": name}], f"{name} needs a classification task",

@@ -154,6 +154,24 @@ def test_repeated_tokens_are_r_then_r():
         RepeatedTokens(vocab=3, length=5)
 
 
+def test_repeated_tokens_with_varying_copies():
+    """min_length: a train sequence repeats the first m tokens of r (m in [min_length, length], and
+    more than one m occurs), then fresh tokens; the test sequences repeat the whole of r."""
+    task = RepeatedTokens(vocab=30, length=6, min_length=2, train_sequences=200, test_sequences=5)
+    data = task.build(3)
+    full = torch.cat([data.inputs, data.targets[:, -1:]], dim=1)[:, 1:]  # r[:m] r[:m] fresh, without <bos>
+    lengths = []
+    for row in full[:200].tolist():
+        m = next(m for m in range(6, 1, -1) if row[:m] == row[m : 2 * m] and len(set(row[:m])) == m)
+        lengths.append(m)
+    assert min(lengths) >= 2 and len(set(lengths)) > 2
+    assert torch.equal(full[200:, :6], full[200:, 6:])
+    plain = RepeatedTokens(vocab=30, length=6, train_sequences=200, test_sequences=5).build(3)
+    assert torch.equal(plain.inputs[:, 1:3], full[:, :2])  # the same r (its first 2 always lead): draws come after it
+    with pytest.raises(ValidationError, match="min_length"):
+        RepeatedTokens(vocab=30, length=6, min_length=7)
+
+
 def test_markov_text_follows_its_chain():
     task = MarkovText(vocab=16, length=12, branching=2, train_sequences=500, test_sequences=10)
     data = task.build(0)

@@ -39,6 +39,10 @@ class RepeatedTokens(Task):
     length: int = Field(16, ge=2, le=4096, description="T: tokens of r; the sequence is <bos> r r")
     distinct: bool = Field(True, description="the tokens of r are distinct (needs T <= V)")
     bos: bool = Field(True, description="the sequence starts with a <bos> token (token V)")
+    min_length: int | None = Field(None, ge=1, description=(
+        "train sequences repeat the first m tokens of r, m uniform in [min_length, length], and end in fresh "
+        "random tokens: the copies' offset varies, so attending to a fixed position back cannot predict the "
+        "second copy and only an induction mechanism (content, not position) can; test sequences repeat all of r"))
     train_sequences: int = Field(4096, ge=1, le=10_000_000)
     test_sequences: int = Field(512, ge=1, le=1_000_000)
 
@@ -46,6 +50,8 @@ class RepeatedTokens(Task):
     def _fits(self):
         if self.distinct and self.length > self.vocab:
             raise ValueError(f"distinct tokens need length ({self.length}) <= vocab ({self.vocab})")
+        if self.min_length is not None and self.min_length > self.length:
+            raise ValueError(f"min_length ({self.min_length}) exceeds length ({self.length})")
         return self
 
     def positions(self) -> int:
@@ -65,6 +71,14 @@ class RepeatedTokens(Task):
         else:
             r = torch.randint(self.vocab, (n, self.length), generator=gen)
         parts = [r, r]
+        if self.min_length is not None:  # train sequences: <bos> r[:m] r[:m] then fresh tokens, m per sequence
+            train = self.train_sequences
+            m = torch.randint(self.min_length, self.length + 1, (n, 1), generator=gen)
+            m[train:] = self.length
+            fresh = torch.randint(self.vocab, (n, 2 * self.length), generator=gen)
+            p = torch.arange(2 * self.length).unsqueeze(0)
+            copied = r.gather(1, torch.where(p < m, p, p - m).clamp(max=self.length - 1))
+            parts = [torch.where(p < 2 * m, copied, fresh)]
         if self.bos:
             parts.insert(0, torch.full((n, 1), self.vocab, dtype=torch.long))
         tokens = torch.cat(parts, dim=1)
