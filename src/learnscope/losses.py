@@ -2,7 +2,7 @@
 
 - classification: targets [S, B] class indices; cross-entropy per example
   (logits outside an example's class group excluded, for task-incremental
-  streams);
+  streams), of the softmax or, with `recipe.loss: stablemax`, of StableMax;
 - sequence: targets [S, B, T] next-token indices, IGNORE where a position is
   not scored (a prompt, padding); the per-example loss is the mean
   cross-entropy over its scored positions;
@@ -10,6 +10,14 @@
 
 The training loss of a seed is the mean of its per-example losses; probes,
 membership inference and unlearning objectives read the per-example values.
+
+StableMax ("Grokking at the Edge of Numerical Stability", Prieto et al.)
+replaces exp with s(x) = x + 1 for x >= 0 and 1 / (1 - x) for x < 0:
+p_i = s(x_i) / sum_j s(x_j). It grows linearly, not exponentially, so a
+confident prediction needs far larger logits before p_target rounds to 1
+(Softmax Collapse). As the authors' code does, it is computed in float64
+from the logits; the loss is cast back to the logits' dtype (the gradient
+is the float64 one, cast at the logits).
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from learnscope.errors import SpecError
+from learnscope.spec import LossKind
 from learnscope.tasks.base import TaskInfo
 
 IGNORE = -100  # a sequence position that is not scored
@@ -25,12 +35,17 @@ IGNORE = -100  # a sequence position that is not scored
 SOFTMAX_MIN_WIDTH = 16
 
 
-def example_losses(info: TaskInfo, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """[S, B]: the loss of every example."""
+def example_losses(info: TaskInfo, outputs: torch.Tensor, targets: torch.Tensor,
+                   loss: LossKind = "softmax") -> torch.Tensor:
+    """[S, B]: the loss of every example. `loss`: the recipe's choice of the
+    cross-entropy's normalization (classification and sequence tasks)."""
     S, B = targets.shape[:2]
     if not info.is_classification:
+        if loss != "softmax":
+            raise SpecError("recipe.loss", f"{loss} applies to classification and sequence tasks; "
+                            "this task is regression (mse); valid: softmax")
         return (outputs - targets).square().reshape(S, B, -1).mean(-1)
-    flat = _cross_entropy(info, outputs, targets)
+    flat = _cross_entropy(info, outputs, targets, loss)
     if not info.sequence:
         return flat.view(S, B)
     scored = (targets != IGNORE).reshape(S, B, -1)
@@ -49,14 +64,36 @@ def token_losses(info: TaskInfo, outputs: torch.Tensor, targets: torch.Tensor) -
     return losses, (targets != IGNORE).reshape(S, B, -1)
 
 
-def _cross_entropy(info: TaskInfo, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def _cross_entropy(info: TaskInfo, outputs: torch.Tensor, targets: torch.Tensor,
+                   loss: LossKind = "softmax") -> torch.Tensor:
     """Per scored target, flat: [S · B] or [S · B · T], 0 at IGNORE."""
     outputs = info.restrict_outputs(outputs, targets)
+    if loss == "stablemax":
+        return stablemax_cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1))
     classes = outputs.shape[-1]
     if classes < SOFTMAX_MIN_WIDTH:
         outputs = F.pad(outputs, (0, SOFTMAX_MIN_WIDTH - classes), value=float("-inf"))
     return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1), reduction="none",
                            ignore_index=IGNORE)
+
+
+def stablemax(x: torch.Tensor) -> torch.Tensor:
+    """s(x) elementwise: x + 1 for x >= 0, 1 / (1 - x) for x < 0 (0 at -inf)."""
+    # the reciprocal of the branch not taken is kept finite (1 - min(x, 0) >= 1), so its
+    # gradient, masked by the where, is never 0 · inf; the authors add 1e-30 to the
+    # denominator for this, which is below float64's resolution next to 1 - x >= 1
+    return torch.where(x >= 0, x + 1, 1 / (1 - x.clamp(max=0)))
+
+
+def stablemax_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """[N]: -log(s(x_target) / sum_j s(x_j)) of logits [N, C] and targets [N]
+    (class indices, IGNORE where not scored: 0 there), in float64, returned
+    in the logits' dtype. Logits at -inf (outside a class group) have s = 0."""
+    s = stablemax(logits.to(torch.float64))
+    scored = targets != IGNORE
+    target = s.gather(-1, torch.where(scored, targets, 0).unsqueeze(-1)).squeeze(-1)
+    losses = -torch.log(target / s.sum(-1))
+    return torch.where(scored, losses, 0.0).to(logits.dtype)
 
 
 def example_accuracy(info: TaskInfo, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -96,6 +96,9 @@ _COMPONENT_KINDS: dict[str, tuple[registry.Registry, type[Component]]] = {
 }
 
 
+LossKind = Literal["softmax", "stablemax"]
+
+
 class Recipe(Parameters):
     """How training goes. Probe cadence: step 0, the last step, every
     `probe_every` steps, and `probe_log_points` log-spaced steps (grokking
@@ -107,6 +110,10 @@ class Recipe(Parameters):
     momentum: float = Field(0.0, ge=0, lt=1)
     betas: tuple[float, float] = (0.9, 0.98)
     steps: int = Field(1000, ge=1)
+    loss: LossKind = Field(
+        "softmax", description="the cross-entropy of classification and sequence tasks: of the softmax, or of "
+        "StableMax (Prieto et al.; computed in float64); regression tasks take softmax (ignored: mse)"
+    )
     batch_size: int | None = Field(None, ge=1, description="None: full batch")
     microbatch: int | None = Field(
         None, ge=1, description="examples per seed in one forward/backward pass; larger batches accumulate "

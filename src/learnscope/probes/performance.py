@@ -37,7 +37,8 @@ class _PerSplit(Probe):
 
 @registry.probes.register("loss")
 class Loss(_PerSplit):
-    """The task loss (cross-entropy or mean squared error) on each split."""
+    """The task loss on each split: the training loss (the cross-entropy of `recipe.loss`, softmax or
+    StableMax, or mean squared error)."""
 
     def measure(self, ctx: ProbeContext) -> dict[str, torch.Tensor]:
         return {

@@ -191,7 +191,7 @@ class Trainer:
 
     def loss_per_seed(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The task loss of each seed, the mean of its examples' losses: [S]."""
-        return example_losses(self.info, outputs, targets).mean(1)
+        return example_losses(self.info, outputs, targets, self.recipe.loss).mean(1)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.sampler.take(self.step, self.train_x, self.train_y)
