@@ -108,6 +108,10 @@ class Recipe(Parameters):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.0, ge=0, lt=1)
+    orthograd: bool = Field(
+        False, description="⊥Grad (Prieto et al.): before each step of the optimizer, each parameter's gradient, "
+        "per seed, loses its component along the weights and is rescaled to its own norm"
+    )
     betas: tuple[float, float] = (0.9, 0.98)
     steps: int = Field(1000, ge=1)
     loss: LossKind = Field(

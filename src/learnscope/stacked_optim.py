@@ -147,3 +147,63 @@ class Adam(StackedOptimizer):
 
 class AdamW(Adam):
     decoupled = True
+
+
+# the authors' guard on both denominators (a zero weight tensor, a gradient parallel to its
+# weights): negligible beside any non-zero squared norm, so it changes nothing else
+ORTHOGRAD_EPS = 1e-30
+
+
+@torch.no_grad()
+def orthogonalize_(param: torch.Tensor, grad: torch.Tensor) -> None:
+    """⊥Grad's projection of one stacked parameter's gradient, in place and per
+    seed (the leading axis): g⊥ = g − (⟨w, g⟩ / (⟨w, w⟩ + ε)) w, rescaled by
+    ‖g‖ / (‖g⊥‖ + ε), in the parameter's dtype, as the authors' OrthoGrad does
+    it for a whole tensor. Each seed's slice reads only itself."""
+    seeds = param.shape[0]
+    w, g = param.reshape(seeds, -1), grad.reshape(seeds, -1)
+    along = (w * g).sum(1, keepdim=True) / ((w * w).sum(1, keepdim=True) + ORTHOGRAD_EPS)
+    perpendicular = g - along * w
+    scale = torch.linalg.vector_norm(g, dim=1, keepdim=True) / (
+        torch.linalg.vector_norm(perpendicular, dim=1, keepdim=True) + ORTHOGRAD_EPS)
+    grad.copy_((perpendicular * scale).view_as(grad))
+
+
+class OrthoGrad(StackedOptimizer):
+    """⊥Grad ("Grokking at the Edge of Numerical Stability", Prieto et al.)
+    around any optimizer: each step first makes every parameter's gradient,
+    seed by seed, orthogonal to its weights at its own norm (`orthogonalize_`),
+    then takes the wrapped optimizer's step. Gradient interventions come
+    before (the trainer's `after_backward`), and so does nothing of the
+    wrapped optimizer's own: SGD's and Adam's weight decay join the gradient
+    inside its step, after the projection, as in the authors' wrapper.
+
+    The learning rate, the state and the checkpoint layout are the wrapped
+    optimizer's own: a checkpoint of either loads into the other."""
+
+    def __init__(self, base: StackedOptimizer):  # everything but the step is the wrapped optimizer's
+        self.base = base
+        self.params = base.params
+        self.defaults = base.defaults
+        self.param_groups = base.param_groups  # the same groups: the schedule sets the wrapped one's lr
+
+    @property  # read through: loading a checkpoint replaces the wrapped one's
+    def state(self) -> dict[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.base.state
+
+    @state.setter
+    def state(self, value: dict[torch.Tensor, dict[str, torch.Tensor]]) -> None:
+        self.base.state = value
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for p in self.params:
+            if p.grad is not None:
+                orthogonalize_(p, p.grad)
+        self.base.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.base.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.base.load_state_dict(state_dict)

@@ -1,5 +1,5 @@
-"""Optimizers (the table of learnscope.optimizers) and learning-rate
-schedules over stacked parameters."""
+"""Optimizers (the table of learnscope.optimizers, optionally wrapped in
+⊥Grad) and learning-rate schedules over stacked parameters."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import torch
 
 from learnscope.optimizers import OPTIMIZERS
 from learnscope.spec import Recipe
-from learnscope.stacked_optim import StackedOptimizer
+from learnscope.stacked_optim import OrthoGrad, StackedOptimizer
 
 
 def make_optimizer(recipe: Recipe, params: Iterable[torch.nn.Parameter]) -> StackedOptimizer:
-    return OPTIMIZERS[recipe.optimizer].build(list(params), recipe)
+    """The recipe's optimizer; with `recipe.orthograd`, wrapped in ⊥Grad."""
+    optimizer = OPTIMIZERS[recipe.optimizer].build(list(params), recipe)
+    return OrthoGrad(optimizer) if recipe.orthograd else optimizer
 
 
 def lr_factor(recipe: Recipe, step: int) -> float:
