@@ -116,7 +116,7 @@ class Recipe(Parameters):
     steps: int = Field(1000, ge=1)
     loss: LossKind = Field(
         "softmax", description="the cross-entropy of classification and sequence tasks: of the softmax, or of "
-        "StableMax (Prieto et al.; computed in float64); regression tasks take softmax (ignored: mse)"
+        "StableMax (Prieto et al.; computed in float64); regression tasks ignore it (mean squared error) and refuse stablemax"
     )
     batch_size: int | None = Field(None, ge=1, description="None: full batch")
     microbatch: int | None = Field(
