@@ -254,6 +254,24 @@ def test_position_loss_leaves_out_unscored_examples():
     scored = torch.tensor([[[True, True], [False, True], [True, False]]])
     torch.testing.assert_close(position_loss(losses, scored, 0), torch.tensor([3.0]))  # (1 + 5) / 2
     torch.testing.assert_close(position_loss(losses, scored, -1), torch.tensor([3.0]))  # (2 + 4) / 2
+    torch.testing.assert_close(position_loss(losses, scored, [0, 1]), torch.tensor([3.0]))  # (1 + 2 + 4 + 5) / 4
+    losses[0, 1, 1] = 8.0
+    torch.testing.assert_close(position_loss(losses, scored, [0, 1]), torch.tensor([4.0]))  # pooled, not per position
+
+
+def test_in_context_score_over_position_ranges():
+    """early/late as ranges [start, stop): the scored losses of the range pooled, against numpy."""
+    tr = trainer(TASK, [{"name": "in_context_score", "early": [1, 4], "late": [-4, -1]}])
+    record = {}
+    tr.run(on_probe=lambda step, metrics: record.update({step: metrics}))
+    with torch.no_grad():
+        logits = tr.model(tr.data.splits["test"][0]).double().numpy()
+    targets = tr.data.splits["test"][1].numpy()
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    ce = -np.take_along_axis(logp, targets[..., None], -1)[..., 0]  # [S, B, T]
+    T = ce.shape[-1]
+    expected = ce[:, :, T - 4 : T - 1].mean((1, 2)) - ce[:, :, 1:4].mean((1, 2))
+    np.testing.assert_allclose(record[max(record)]["in_context_score/test"].numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_accuracy_on_bursty_icl_splits_and_attention_probes_on_vector_inputs():
@@ -272,6 +290,8 @@ def test_accuracy_on_bursty_icl_splits_and_attention_probes_on_vector_inputs():
     ({"name": "induction_score"}, {"name": "bursty-icl", "classes": 16, "labels": 4, "dim": 8, "context": 4,
                                    "burstiness": 2, "train_sequences": 8, "test_sequences": 4}, "tokens"),
     ({"name": "in_context_score", "late": 40}, TASK, "outside"),
+    ({"name": "in_context_score", "early": [5, 2]}, TASK, "holds no position"),
+    ({"name": "in_context_score", "late": [0, 99]}, TASK, "outside"),
     ({"name": "attention_sink", "split": "val"}, TASK, "unknown split"),
 ])
 def test_bad_circuit_probes_are_one_error_line(probe, task, match):

@@ -237,16 +237,20 @@ class AttentionSink(_AttentionProbe):
 
 @registry.probes.register("in_context_score")
 class InContextScore(Probe):
-    """The loss at position `late` minus the loss at position `early` (Olsson et
-    al.'s in-context score), over the split's examples scored there; negative
-    when later positions, with more context, are predicted better. Positions
-    index the task's sequence, negative ones from the end. The defaults suit
-    repeated-tokens: 1 predicts a token of the first copy (unknowable), -1 the
-    last token of the second copy (known by induction)."""
+    """The loss at the `late` positions minus the loss at the `early` ones (Olsson
+    et al.'s in-context score), over the split's examples scored there; negative
+    when later positions, with more context, are predicted better. A position
+    is an index into the task's sequence (negative ones from the end) or a
+    range [start, stop) of them, whose scored losses are averaged together.
+    The defaults are Olsson et al.'s single early and late tokens. On
+    repeated-tokens with distinct tokens, mind elimination: the last token of
+    the second copy is the one token of r not yet repeated, known without
+    induction; a range early in the second copy (with `<bos>` and r of T
+    tokens, [T + 1, T + 4)) is not."""
 
     split: str = Field("test", description="the split measured")
-    early: int = Field(1, description="the early position")
-    late: int = Field(-1, description="the late position")
+    early: int | tuple[int, int] = Field(1, description="the early position, or a range [start, stop) of them")
+    late: int | tuple[int, int] = Field(-1, description="the late position, or a range [start, stop) of them")
     max_examples: int | None = Field(None, ge=1, description="examples of the split read (all when omitted)")
 
     def check(self, info, model, path):
@@ -256,9 +260,12 @@ class InContextScore(Probe):
         T = info.input_shape[0]
         for field in ("early", "late"):
             value = getattr(self, field)
-            if not -T <= value < T:
+            bounds = value if isinstance(value, tuple) else (value,)
+            if not all(-T <= v <= T if isinstance(value, tuple) else -T <= v < T for v in bounds):
                 raise SpecError(f"{path}.{field}", f"{value} is outside the task's {T} positions "
                                 f"(valid: {-T} to {T - 1})")
+            if not positions(value, T):
+                raise SpecError(f"{path}.{field}", f"the range {list(value)} holds no position of the task's {T}")
 
     def needs(self, info):
         return Needs(outputs={self.split: self.max_examples})
@@ -270,11 +277,18 @@ class InContextScore(Probe):
         outputs = ctx.outputs(self.split, self.max_examples)
         targets = ctx.targets(self.split)[:, : outputs.shape[1]]
         losses, scored = token_losses(ctx.info, outputs, targets)  # [S, m, T]
-        return {f"in_context_score/{self.split}": position_loss(losses, scored, self.late)
-                - position_loss(losses, scored, self.early)}
+        T = losses.shape[-1]
+        return {f"in_context_score/{self.split}": position_loss(losses, scored, positions(self.late, T))
+                - position_loss(losses, scored, positions(self.early, T))}
 
 
-def position_loss(losses: torch.Tensor, scored: torch.Tensor, position: int) -> torch.Tensor:
-    """[S]: the mean loss at one position over the examples scored there."""
-    count = scored[..., position].sum(1)
-    return (losses[..., position] * scored[..., position]).sum(1) / count.clamp(min=1)
+def positions(position: int | tuple[int, int], T: int) -> list[int]:
+    """The positions (0 to T - 1) a position or a range [start, stop) names."""
+    return list(range(T))[slice(*position)] if isinstance(position, tuple) else [range(T)[position]]
+
+
+def position_loss(losses: torch.Tensor, scored: torch.Tensor, position: int | list[int]) -> torch.Tensor:
+    """[S]: the mean loss at one position, or over several together, over the examples scored there."""
+    index = [position] if isinstance(position, int) else position
+    weight = scored[..., index]
+    return (losses[..., index] * weight).sum((1, 2)) / weight.sum((1, 2)).clamp(min=1)
