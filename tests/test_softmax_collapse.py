@@ -116,3 +116,26 @@ def test_refusals_are_one_line():
         Trainer(Experiment.model_validate({
             "task": {"name": "teacher-student", "input_dim": 5, "samples": 40}, "model": {"name": "mlp", "hidden": [8]},
             "recipe": {"steps": 1}, "probes": ["softmax_collapse"], "seeds": 1}))
+
+
+def test_a_seed_past_event_at_gets_one_softmax_collapse_event(tmp_path):
+    """Through the runner: the first probe step at which a seed's share reaches `event_at` records one
+    `softmax-collapse` event for that seed, never again; a seed below it gets none; unset, no events."""
+    from learnscope.runner import run_experiment
+
+    spec = {"task": TASK, "model": {"name": "mlp", "hidden": [16], "output_scale": 30.0}, "seeds": [0, 1, 2],
+            "recipe": {"optimizer": "sgd", "lr": 0.1, "steps": 20, "probe_every": 5, "probe_log_points": 0}}
+    at = 0.8
+    run = run_experiment(Experiment.model_validate({**spec, "probes": [{"name": "softmax_collapse", "event_at": at}]}),
+                         store=tmp_path / "store")
+    steps, shares = run.arm_data()[""].curve("softmax_collapse/train")
+    events = run.store.events(run.id, "softmax-collapse")
+    expected = {seed: int(steps[np.argmax(row >= at)]) for seed, row in zip(run.record.seeds, shares) if (row >= at).any()}
+    assert 0 < len(expected) < 3  # this setting makes some seeds cross and not others
+    crossings = ((shares[:, 1:] >= at) & (shares[:, :-1] < at)).sum(1) + (shares[:, 0] >= at)
+    assert crossings.max() >= 2  # and a seed fall back below and cross again: still one event
+    assert {e["seed"]: e["step"] for e in events} == expected and len(events) == len(expected)
+    assert all(e["detail"]["share"] >= at for e in events)
+    quiet = run_experiment(Experiment.model_validate({**spec, "probes": [{"name": "softmax_collapse", "event_at": None}]}),
+                           store=tmp_path / "store")
+    assert quiet.store.events(quiet.id, "softmax-collapse") == []

@@ -135,11 +135,18 @@ def _train(store: RunStore, run_id: str, trainer: Trainer, reporter: TrainingPro
     metrics, divergence events and checkpoints."""
     seeds = trainer.seeds
     trainer.on_diverge = lambda seed, step: store.add_event(run_id, "diverged", {"reason": DIVERGED}, seed, step)
+    probes = [(probe, probe.metric_names(trainer.info)) for probe in probes_of(trainer.experiment)]
+    marked = {(e["kind"], e["seed"]) for e in store.events(run_id)}  # a probe's event is recorded once per seed
     with reporter.bar(label, trainer.recipe.steps, len(seeds), headline, start=trainer.step) as bar:
 
         def on_probe(step, metrics):
             host = {k: v.detach().cpu().tolist() for k, v in metrics.items()}
             store.write_metrics(run_id, step, seeds, host)
+            for probe, names in probes:
+                for event in probe.events({name: host[name] for name in names}):
+                    if (event.kind, seeds[event.member]) not in marked:
+                        marked.add((event.kind, seeds[event.member]))
+                        store.add_event(run_id, event.kind, event.detail, seeds[event.member], step)
             bar.probe(step, host)
 
         def on_checkpoint(step):

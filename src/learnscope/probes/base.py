@@ -71,6 +71,21 @@ class Probe(ProbeSpec):
     def measure(self, ctx: ProbeContext) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def events(self, metrics: dict[str, list[float]]) -> list[ProbeEvent]:
+        """Events these metrics mark, per seed, at a probe step (a threshold
+        crossed): the runner records each (kind, seed) the first time only.
+        `metrics` holds this probe's values, one per seed in the run's order."""
+        return []
+
+
+@dataclass(frozen=True)
+class ProbeEvent:
+    """An event a probe marks: the seed's index in the run, its kind, its detail."""
+
+    member: int
+    kind: str
+    detail: dict
+
 
 def check_splits(splits: Sequence[str], info: TaskInfo, path: str) -> None:
     for split in splits:

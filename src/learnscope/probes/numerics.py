@@ -27,7 +27,7 @@ from pydantic import Field
 
 from learnscope import registry
 from learnscope.losses import IGNORE
-from learnscope.probes.base import Needs, Probe, ProbeContext, check_splits, needs_classification
+from learnscope.probes.base import Needs, Probe, ProbeContext, ProbeEvent, check_splits, needs_classification
 
 
 def softmax_collapsed(logits: torch.Tensor) -> torch.Tensor:
@@ -50,6 +50,10 @@ class SoftmaxCollapse(Probe):
     max_examples: int | None = Field(
         None, ge=1, description="measure on the first this many examples of the split (all when omitted)"
     )
+    event_at: float | None = Field(
+        0.5, gt=0, le=1, description="the share at which a seed's first `softmax-collapse` event is recorded "
+        "(none when unset)"
+    )
 
     def check(self, info, model, path):
         needs_classification(info, path, "softmax_collapse")
@@ -69,3 +73,13 @@ class SoftmaxCollapse(Probe):
         scored = (targets != IGNORE).reshape(seeds, -1).float()
         share = (collapsed.reshape(seeds, -1) * scored).sum(1) / scored.sum(1).clamp(min=1)
         return {f"softmax_collapse/{self.split}": share}
+
+    def events(self, metrics: dict[str, list[float]]) -> list[ProbeEvent]:
+        if self.event_at is None:
+            return []
+        name = f"softmax_collapse/{self.split}"
+        return [ProbeEvent(k, SOFTMAX_COLLAPSE_EVENT, {"split": self.split, "share": share, "at": self.event_at})
+                for k, share in enumerate(metrics[name]) if share >= self.event_at]
+
+
+SOFTMAX_COLLAPSE_EVENT = "softmax-collapse"
