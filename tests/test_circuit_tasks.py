@@ -195,3 +195,25 @@ def test_the_transformer_reads_vector_sequences_and_an_mlp_reads_them_flat():
         with torch.no_grad():
             out = tr.model(tr.train_x[:, :3])
         assert out.shape == (2, 3, 8)
+
+
+def test_distinct_draws_are_successive_sampling_without_an_n_by_k_matrix():
+    """draw_distinct against torch.multinomial without replacement (the successive sampling it
+    replaces) on Zipf weights: the same distribution of ordered draws, by a chi-square test; no
+    row repeats a class; and a large build stays cheap (no n x K weights)."""
+    from scipy.stats import chisquare
+
+    from learnscope.tasks.bursty_icl import draw_distinct
+
+    weights = torch.arange(1, 6, dtype=torch.float64).pow(-1.0)
+    n = 60_000
+    ours = draw_distinct(weights, n, 2, torch.Generator().manual_seed(0))
+    reference = torch.multinomial(weights.expand(n, -1).contiguous(), 2, generator=torch.Generator().manual_seed(1))
+    assert (ours[:, 0] != ours[:, 1]).all()
+    pairs = lambda d: torch.bincount(d[:, 0] * 5 + d[:, 1], minlength=25).numpy()  # noqa: E731
+    observed, expected = pairs(ours), pairs(reference)
+    keep = expected > 0  # the diagonal: a class twice, never drawn
+    assert not observed[~keep].any()
+    assert chisquare(observed[keep], expected[keep] * observed.sum() / expected[keep].sum()).pvalue > 1e-3
+    big = BurstyICL(classes=4096, labels=32, items="tokens", train_sequences=100_000, test_sequences=64)
+    assert big.build(0).inputs.shape == (100_000 + 3 * 64, 17)

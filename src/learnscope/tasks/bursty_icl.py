@@ -132,16 +132,17 @@ class BurstyICL(Task):
 
     def _iid(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """[n, N] context classes and [n] query classes, all i.i.d. Zipf."""
-        drawn = torch.multinomial(self._zipf().expand(n, -1).contiguous(), self.context + 1, replacement=True, generator=gen)
+        drawn = torch.multinomial(self._zipf(), n * (self.context + 1), replacement=True, generator=gen)
+        drawn = drawn.view(n, self.context + 1)
         return drawn[:, :-1], drawn[:, -1]
 
-    def _bursty(self, n: int, pool: int, weights: torch.Tensor, burstiness: int, gen: torch.Generator
+    def _bursty(self, n: int, weights: torch.Tensor, burstiness: int, gen: torch.Generator
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """[n, N] context classes (N/B distinct ones B times each, shuffled), [n] query
         classes (one of them), [n, N] the slot (0..N/B-1) of each context class and
         [n] the query's slot."""
         distinct = self.context // burstiness
-        chosen = torch.multinomial(weights.expand(n, pool).contiguous(), distinct, replacement=False, generator=gen)
+        chosen = draw_distinct(weights, n, distinct, gen)
         slots = torch.arange(distinct).repeat_interleave(burstiness).expand(n, -1)
         order = torch.rand(n, self.context, generator=gen).argsort(1)
         slots = slots.gather(1, order)
@@ -152,7 +153,7 @@ class BurstyICL(Task):
         context, query = self._iid(n, gen)
         bursty = torch.rand(n, generator=gen) < self.p_bursty
         if self.burstiness and bursty.any():
-            b_context, b_query, _, _ = self._bursty(n, self.classes, self._zipf(), self.burstiness, gen)
+            b_context, b_query, _, _ = self._bursty(n, self._zipf(), self.burstiness, gen)
             context = torch.where(bursty[:, None], b_context, context)
             query = torch.where(bursty, b_query, query)
         return context, query
@@ -173,7 +174,7 @@ class BurstyICL(Task):
         split_gen = generator(seed, "data", "in_context")
         n, b = self.test_sequences, self.eval_burstiness
         uniform = torch.ones(self.novel, dtype=torch.float64)
-        novel, query, slots, query_slot = self._bursty(n, self.novel, uniform, b, split_gen)
+        novel, query, slots, query_slot = self._bursty(n, uniform, b, split_gen)
         slot_label = torch.rand(n, self.labels, generator=split_gen).argsort(1)[:, : self.context // b]  # distinct
         query_label = slot_label.gather(1, query_slot[:, None])[:, 0]
         parts["in_context"] = (novel + self.classes, slot_label.gather(1, slots), query + self.classes, query_label)
@@ -202,3 +203,20 @@ class BurstyICL(Task):
         x[:, 0::2, :D] = items
         x[:, 1::2, D:] = torch.nn.functional.one_hot(context_labels, self.labels).float()
         return x
+
+
+def draw_distinct(weights: torch.Tensor, n: int, k: int, gen: torch.Generator) -> torch.Tensor:
+    """[n, k] indices drawn from `weights` [K] without replacement within each row,
+    by successive sampling (what torch.multinomial without replacement does), with
+    memory O(n k) rather than an n x K matrix of weights: draw j is redrawn in the
+    rows where it repeats one of their earlier draws, which samples the weights
+    of the classes left, renormalized."""
+    chosen = torch.empty(n, k, dtype=torch.long)
+    for j in range(k):
+        draw = torch.multinomial(weights, n, replacement=True, generator=gen)
+        clash = (chosen[:, :j] == draw[:, None]).any(1)
+        while clash.any():
+            draw[clash] = torch.multinomial(weights, int(clash.sum()), replacement=True, generator=gen)
+            clash = (chosen[:, :j] == draw[:, None]).any(1)
+        chosen[:, j] = draw
+    return chosen
