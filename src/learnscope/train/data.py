@@ -84,7 +84,6 @@ class BatchSampler:
         self._starts = [b.start for b in blocks] if blocks else []
         self._key: tuple | None = None
         self._perms: torch.Tensor | None = None
-        self._rows: torch.Tensor | None = None
 
     @property
     def full_batch(self) -> bool:
@@ -104,9 +103,9 @@ class BatchSampler:
             return 0, self.ranges[max(b.experience for b in self.blocks[: block + 1])][1]
         return self.ranges[self.blocks[block].experience]
 
-    def _epoch(self, step: int) -> tuple[tuple, int, int, int] | slice:
-        """(epoch key, pool start, pool size, position in the epoch) of update `step`,
-        or a slice when the batch is the whole pool."""
+    def indices(self, step: int) -> torch.Tensor | slice:
+        """Indices [S, B] into `train` of update number `step` (0-based), or a
+        slice when the batch is the whole pool."""
         block = self.block_index(step) if self.pool_mode != "all" else None
         low, high = (0, self.n) if block is None else self._range(block)
         size = high - low
@@ -115,43 +114,19 @@ class BatchSampler:
         per_epoch = size // self.batch_size
         epoch, position = divmod(step - (0 if block is None else self._starts[block]), per_epoch)
         key = ("batch", epoch) if block is None else ("batch", block, epoch)
-        return key, low, size, position
-
-    def _draw(self, key: tuple, low: int, size: int) -> None:
-        """The epoch's permutations [S, size] (indices into the pool), and its batches
-        as rows of the seed-flattened training set [S * n], [batches, S * B]: a
-        step gathers one contiguous row of them."""
         if key != self._key:
-            assert self.batch_size is not None  # a minibatch has a size
-            perms = torch.stack([torch.randperm(size, generator=generator(seed, *key)) for seed in self.seeds])
-            self._perms = perms + low if low else perms
-            S, B = len(self.seeds), self.batch_size
-            batches = size // B
-            rows = self._perms[:, : batches * B] + torch.arange(S).unsqueeze(1) * self.n
-            self._rows = rows.view(S, batches, B).transpose(0, 1).reshape(batches, S * B)
+            self._perms = torch.stack([torch.randperm(size, generator=generator(seed, *key)) for seed in self.seeds])
             self._key = key
-
-    def indices(self, step: int) -> torch.Tensor | slice:
-        """Indices [S, B] into `train` of update number `step` (0-based), or a
-        slice when the batch is the whole pool."""
-        where = self._epoch(step)
-        if isinstance(where, slice):
-            return where
-        key, low, size, position = where
-        self._draw(key, low, size)
-        assert self._perms is not None and self.batch_size is not None  # drawn above; a minibatch has a size
+        assert self._perms is not None  # drawn with the first key
         start = position * self.batch_size
-        return self._perms[:, start : start + self.batch_size]
+        return self._perms[:, start : start + self.batch_size] + low
 
     def take(self, step: int, *stacked: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The examples of update `step` from each per-seed tensor [S, n, ...], as [S, B, ...]."""
-        where = self._epoch(step)
-        if isinstance(where, slice):
-            return tuple(t[:, where] for t in stacked)
-        key, low, size, position = where
-        self._draw(key, low, size)
-        assert self._rows is not None  # drawn above
-        return gather_rows(self._rows[position], len(self.seeds), *stacked)
+        idx = self.indices(step)
+        if isinstance(idx, slice):
+            return tuple(t[:, idx] for t in stacked)
+        return gather(idx, *stacked)
 
 
 def _stacked(like: torch.Tensor, seeds: int, examples: int, device: str | torch.device) -> torch.Tensor:
@@ -164,11 +139,7 @@ def gather(idx: torch.Tensor, *stacked: torch.Tensor) -> tuple[torch.Tensor, ...
     One index_select over the flattened seed axis: indexing with a broadcast
     (seed, example) pair is several times slower."""
     S, n = stacked[0].shape[:2]
-    return gather_rows((idx + torch.arange(S, device=idx.device).unsqueeze(1) * n).reshape(-1), S, *stacked)
-
-
-def gather_rows(rows: torch.Tensor, seeds: int, *stacked: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """`gather` with the indices already rows of the seed-flattened tensors, seed after
-    seed: rows [S * B] into [S * n, ...]."""
-    return tuple(t.reshape(-1, *t.shape[2:]).index_select(0, rows.to(t.device)).view(seeds, -1, *t.shape[2:])
-                 for t in stacked)
+    flat = (idx + torch.arange(S, device=idx.device).unsqueeze(1) * n).reshape(-1)
+    return tuple(
+        t.reshape(-1, *t.shape[2:]).index_select(0, flat.to(t.device)).view(S, -1, *t.shape[2:]) for t in stacked
+    )
