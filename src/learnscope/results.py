@@ -197,6 +197,9 @@ class Signature:
                        measures=self.measures, failures=failures, claims=[c.as_dict() for c in self.claims])
 
 
+NO_SEEDS = "no seed left to check"
+
+
 @dataclass
 class Verdict:
     seeds: list[int]
@@ -205,7 +208,7 @@ class Verdict:
     measures: dict[str, list[float]] = field(default_factory=dict)  # per seed, shown in summaries
     failures: list[str] = field(default_factory=list)  # per seed: why it failed ("" if it passed)
     claims: list[dict] = field(default_factory=list)  # what was checked: {statement, holds per seed}
-    no_seeds: str = "no seed left to check"  # why, when no seed could be checked
+    no_seeds: str = NO_SEEDS  # why, when no seed could be checked
 
     @property
     def needed(self) -> int:
@@ -239,7 +242,7 @@ class Verdict:
     def from_dict(cls, data: dict) -> Verdict:
         return cls(data["seeds"], data["passed"], data["required_share"], data["measures"], data["failures"],
                    data.get("claims", []),  # verdicts stored before claims were recorded have none
-                   data.get("no_seeds", "no seed left to check"))
+                   data.get("no_seeds", NO_SEEDS))
 
 
 # ---------------------------------------------------------------- figures, as data for the report

@@ -100,8 +100,3 @@ class MLPNetwork(EnsembleModel):
         out.weight[:, half:, :] = -out.weight[:, :half, :]
         if out.bias is not None:
             out.bias.zero_()
-
-
-def require_tokens(info: TaskInfo, model: str) -> None:
-    if info.input_kind != "tokens":
-        raise SpecError("model.name", f"'{model}' needs a task with token inputs; use 'mlp' for vector inputs")
