@@ -208,8 +208,9 @@ def trained() -> tuple[Trainer, dict[int, dict[str, torch.Tensor]]]:
 def test_metric_names_are_per_layer_and_head_and_stable(trained):
     tr, record = trained
     heads = [f"L{i}H{h}" for i in range(2) for h in range(2)]
-    expected = {*(f"induction_score/{x}" for x in heads), "induction_score/max",
+    expected = {*(f"induction_score/{x}" for x in heads), "induction_score/max", "induction_score/uniform",
                 *(f"previous_token_score/{x}" for x in heads), "previous_token_score/max",
+                "previous_token_score/uniform",
                 "attention_sink/rate", "attention_sink/mass", "in_context_score/test", "loss/test", "loss/train"}
     assert set(record[12]) == expected
     assert sorted(record) == [0, 6, 12]
@@ -236,6 +237,12 @@ def test_trained_probes_equal_the_references_on_the_models_own_patterns(trained)
                 assert record[12][f"previous_token_score/L{layer}H{h}"][s].item() == pytest.approx(prev, rel=1e-5)
     best = torch.stack([record[12][f"induction_score/L{i}H{h}"] for i in range(2) for h in range(2)]).amax(0)
     torch.testing.assert_close(record[12]["induction_score/max"], best)
+    T = tokens.shape[-1]
+    for s in range(2):  # even causal attention, scored on the same examples
+        uniform = np.mean([np_score(uniform_causal(T), np_induction_pattern(tokens[s, b])) for b in range(16)])
+        assert record[12]["induction_score/uniform"][s].item() == pytest.approx(uniform, rel=1e-9)
+        assert record[12]["previous_token_score/uniform"][s].item() == pytest.approx(
+            np_score(uniform_causal(T), np_previous_pattern(T), matched=True), rel=1e-9)
     alphas = np.stack([[[[np_alpha(sites.acts[f"attn.{i}"][s, b, h].double().numpy())[0] for h in range(2)]
                          for i in range(2)] for b in range(24)] for s in range(2)])  # [S, B, L, H]
     np.testing.assert_allclose(record[12]["attention_sink/rate"].numpy(), (alphas > 0.3).mean((1, 2, 3)))
@@ -286,9 +293,64 @@ def test_accuracy_on_bursty_icl_splits_and_attention_probes_on_vector_inputs():
     assert tr.model.embed.weight.shape == (2, 8 + 4, 16)  # the linear embedding of items and one-hot labels
 
 
+BURSTY = {"name": "bursty-icl", "classes": 16, "labels": 4, "dim": 8, "context": 4, "burstiness": 2,
+          "train_sequences": 64, "test_sequences": 16}
+
+
+def test_bursty_vectors_carry_the_identities_their_token_version_has():
+    """Each position's identity is the token `items: tokens` puts there (same class
+    draws), and the one-hot label of a label position is its identity's label."""
+    from learnscope import registry
+
+    fields = {k: v for k, v in BURSTY.items() if k != "name"}
+    vectors = registry.tasks.get("bursty-icl")(**fields).build(3)
+    tokens = registry.tasks.get("bursty-icl")(**fields, items="tokens").build(3)
+    assert vectors.identities is not None
+    torch.testing.assert_close(vectors.identities, tokens.inputs)
+    first_label = 16 + 16  # classes + novel classes
+    labels = vectors.inputs[:, 1::2, 8:].argmax(-1)
+    torch.testing.assert_close(labels + first_label, vectors.identities[:, 1::2])
+    # items of one class are noisy copies of one mean: nearer each other than other classes' items
+    items, ids = vectors.inputs[:, 0::2, :8].reshape(-1, 8), vectors.identities[:, 0::2].reshape(-1)
+    same = ids[:, None] == ids[None, :]
+    distance = torch.cdist(items, items)
+    off = ~torch.eye(len(ids), dtype=torch.bool)
+    assert distance[same & off].max() < distance[~same].min()
+
+
+def test_induction_score_on_vector_sequences_reads_the_identities_and_rows():
+    probes = [{"name": "induction_score", "queries": "matched", "split": "in_context"},
+              {"name": "previous_token_score", "rows": [1, -2]}]
+    tr = trainer(BURSTY, probes)
+    record = {}
+    tr.run(on_probe=lambda step, metrics: record.update({step: metrics}))
+    sites = Sites(read=["attn.0", "attn.1"])
+    tr.model.eval()
+    with torch.no_grad():
+        tr.model(tr.data.splits["in_context"][0], sites)
+    ids = tr.data.identities("in_context").numpy()
+    T = ids.shape[-1]
+    for layer in range(2):
+        attn = sites.acts[f"attn.{layer}"].double().numpy()
+        for s in range(2):
+            for h in range(2):
+                scores = [np_score(attn[s, b, h], np_induction_pattern(ids[s, b]), matched=True)
+                          for b in range(16) if np_induction_pattern(ids[s, b]).any()]
+                assert record[12][f"induction_score/L{layer}H{h}"][s].item() == pytest.approx(np.mean(scores), rel=1e-5)
+    # rows: only query positions 1 and T - 2 count (all rows of those in the denominator)
+    with torch.no_grad():
+        tr.model(tr.data.splits["test"][0], sites)
+    attn = sites.acts["attn.1"].double().numpy()
+    kept = [1, T - 2]
+    expected = np.mean([np_score(attn[0, b, 1][kept], np_previous_pattern(T)[kept]) for b in range(16)])
+    assert record[12]["previous_token_score/L1H1"][0].item() == pytest.approx(expected, rel=1e-5)
+    assert record[12]["previous_token_score/uniform"][0].item() == pytest.approx(
+        np_score(uniform_causal(T)[kept], np_previous_pattern(T)[kept]), rel=1e-9)
+
+
 @pytest.mark.parametrize("probe, task, match", [
-    ({"name": "induction_score"}, {"name": "bursty-icl", "classes": 16, "labels": 4, "dim": 8, "context": 4,
-                                   "burstiness": 2, "train_sequences": 8, "test_sequences": 4}, "tokens"),
+    ({"name": "induction_score", "rows": [99]}, TASK, "outside"),
+    ({"name": "induction_score", "rows": [1, -11]}, TASK, "twice"),
     ({"name": "in_context_score", "late": 40}, TASK, "outside"),
     ({"name": "in_context_score", "early": [5, 2]}, TASK, "holds no position"),
     ({"name": "in_context_score", "late": [0, 99]}, TASK, "outside"),
@@ -299,10 +361,52 @@ def test_bad_circuit_probes_are_one_error_line(probe, task, match):
         trainer(task, [probe])
 
 
+def test_induction_score_refuses_vectors_without_identities():
+    experiment = Experiment.model_validate({"task": {"name": "gaussian-mixture", "samples": 16, "test_samples": 4},
+                                            "model": {"name": "mlp", "hidden": [8]}, "recipe": RECIPE, "seeds": [0],
+                                            "probes": ["induction_score"]})
+    with pytest.raises(SpecError, match="identities"):
+        Trainer(experiment)
+
+
 def test_attention_probes_refuse_a_model_without_attention_sites():
     experiment = Experiment.model_validate({
         "task": {"name": "bursty-icl", "classes": 16, "labels": 4, "dim": 8, "context": 4, "burstiness": 2,
                  "train_sequences": 8, "test_sequences": 4},
         "model": {"name": "mlp", "hidden": [8]}, "recipe": RECIPE, "seeds": [0], "probes": ["attention_sink"]})
     with pytest.raises(SpecError, match="attention patterns"):
+        Trainer(experiment)
+
+
+@pytest.mark.parametrize("mode", ["zero", "mean"])
+def test_head_ablation_equals_the_model_run_with_that_head_replaced_by_hand(mode):
+    task = {**BURSTY, "test_sequences": 40}
+    probes = [{"name": "head_ablation", "split": "in_context", "mode": mode, "max_examples": 24}]
+    tr = trainer(task, probes)
+    record = {}
+    tr.run(on_probe=lambda step, metrics: record.update({step: metrics}))
+    x, y = tr.data.splits["in_context"][0][:, :24], tr.data.splits["in_context"][1][:, :24]
+    tr.model.eval()
+    with torch.no_grad():
+        plain = Sites(read=["head_out.0", "head_out.1"])
+        tr.model(x, plain)
+        for layer in range(2):
+            for h in range(2):
+                def replace(value, layer=layer, h=h):
+                    value = value.clone()  # [S, B, T, H, d]
+                    value[:, :, :, h] = 0 if mode == "zero" else plain.acts[f"head_out.{layer}"][:, :, :, h].mean(1, keepdim=True)
+                    return value
+
+                accuracy = (tr.model(x, Sites(edits={f"head_out.{layer}": replace})).argmax(-1) == y).double().mean(1)
+                torch.testing.assert_close(record[12][f"head_ablation/L{layer}H{h}"].double(), accuracy)
+    assert sorted(record[12]) == [f"head_ablation/L{i}H{h}" for i in range(2) for h in range(2)]
+    with torch.no_grad():
+        unablated = (tr.model(x).argmax(-1) == y).double().mean(1)
+    assert any(not torch.equal(record[12][name].double(), unablated) for name in record[12])  # the edits bite
+
+
+def test_head_ablation_refuses_a_model_without_heads():
+    experiment = Experiment.model_validate({"task": BURSTY, "model": {"name": "mlp", "hidden": [8]}, "recipe": RECIPE,
+                                            "seeds": [0], "probes": ["head_ablation"]})
+    with pytest.raises(SpecError, match="attention"):
         Trainer(experiment)

@@ -81,6 +81,11 @@ class _Data:
     def parts(self, split: str) -> tuple[str, ...]:
         return ()
 
+    def identities(self, split: str) -> torch.Tensor:
+        if self._info.input_kind != "tokens":
+            raise LearnscopeError("watch: vector inputs carry no position identities")
+        return self._splits[split][0]
+
 
 def _output_tensor(out: Any) -> torch.Tensor:
     """A module's outputs as a tensor [B, out] (or [B, T, out]): a bare tensor, or

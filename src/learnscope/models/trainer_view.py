@@ -29,6 +29,8 @@ class DataView(Protocol):
 
     def parts(self, split: str) -> tuple[str, ...]: ...
 
+    def identities(self, split: str) -> torch.Tensor: ...
+
 
 class SamplerView(Protocol):
     """The batch order: which block a step is in, which examples it may draw.

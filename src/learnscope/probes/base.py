@@ -161,12 +161,16 @@ class ProbeContext:
             self._forward(split)
         return self._outputs[split][:, :max_examples]
 
+    def activations(self, split: str, site: str, max_examples: int) -> torch.Tensor:
+        """Activations of `site` on the first `max_examples` examples of the split, [S, m, ...]."""
+        if split not in self._sites:
+            self._forward(split)
+        return self._sites[split][site][:, :max_examples]
+
     def features(self, split: str, site: str, max_examples: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Activations of `site` on the first `max_examples` examples of the
         split, flattened to [S, m, features], with their targets [S, m, ...]."""
-        if split not in self._sites:
-            self._forward(split)
-        acts = self._sites[split][site][:, :max_examples]
+        acts = self.activations(split, site, max_examples)
         return acts.reshape(acts.shape[0], acts.shape[1], -1), self.targets(split)[:, :max_examples]
 
     def _whole_from_parts(self, split: str) -> bool:

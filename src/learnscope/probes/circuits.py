@@ -20,7 +20,12 @@ The attention probes read the model's `attn.{layer}` sites, the pattern
   `queries: matched` keeps only the rows where the pattern has a 1, and a
   perfect head scores 1. `exclude_first` and `exclude_current` zero the
   attention to key 0 and to the query's own position first, as the
-  reference's `exclude_bos` and `exclude_current_token`.
+  reference's `exclude_bos` and `exclude_current_token`. `rows` keeps only
+  some query positions (bursty-icl's query: `rows: [-1]`). `NAME/uniform`
+  is the score even causal attention gets on the same examples: the level
+  of a head that has not formed. The duplicate tokens are the positions'
+  identities: the tokens, or what a task of vector sequences declares each
+  position holds (bursty-icl: an item's class, a label).
 - The attention sink of Gu et al., "When Attention Sink Emerges in Language
   Models: An Empirical View", as the authors' code computes it
   (sail-sg/Attention-Sink, `compute_attention_sink`): the importance of key
@@ -40,6 +45,7 @@ is the `accuracy` probe with `splits`.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
 import torch
@@ -47,9 +53,9 @@ from pydantic import Field, PrivateAttr
 
 from learnscope import registry
 from learnscope.errors import LearnscopeError, SpecError
-from learnscope.losses import token_losses
-from learnscope.models.base import EnsembleModel
-from learnscope.probes.base import Needs, Probe, ProbeContext, check_splits, check_tensors
+from learnscope.losses import example_accuracy, token_losses
+from learnscope.models.base import Edit, EnsembleModel, Sites
+from learnscope.probes.base import CHUNK, Needs, Probe, ProbeContext, check_splits, check_tensors, needs_classification
 from learnscope.tasks.base import TaskInfo
 
 # ---------------------------------------------------------------- definitions
@@ -80,11 +86,12 @@ def previous_token_pattern(T: int, device: torch.device | str = "cpu") -> torch.
 def head_scores(attn: torch.Tensor, pattern: torch.Tensor, queries: Literal["all", "matched"] = "all",
                 exclude_first: bool = False, exclude_current: bool = False) -> torch.Tensor:
     """[S, H]: per head, the mean over examples of sum(A * P) / sum(A), for
-    attention patterns attn [S, B, H, T, T] and a detection pattern P
-    [S, B, T, T] (or [T, T], the same for every example). `queries: matched`
-    sums only over the query rows where P has a 1 (examples with none left
-    out); a head that has no example left scores NaN."""
-    check_tensors("head_scores", {"attn": (attn, "[S, B, H, T, T]", "floating")})
+    attention patterns attn [S, B, H, Q, T] (Q query rows: all T, or some)
+    and a detection pattern P [S, B, Q, T] (or [Q, T], the same for every
+    example). `queries: matched` sums only over the query rows where P has a
+    1 (examples with none left out); a head that has no example left scores
+    NaN. `exclude_current` assumes row i is query position i (all rows)."""
+    check_tensors("head_scores", {"attn": (attn, "[S, B, H, Q, T]", "floating")})
     a = attn.double()
     if exclude_first or exclude_current:
         a = a.clone()
@@ -162,29 +169,60 @@ class _AttentionProbe(Probe):
         return out
 
 
+def uniform_attention(T: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """[1, 1, 1, T, T]: causal attention spread evenly over each query's keys."""
+    causal = torch.ones(T, T, dtype=torch.float64, device=device).tril()
+    return (causal / causal.sum(-1, keepdim=True)).view(1, 1, 1, T, T)
+
+
 class _HeadScore(_AttentionProbe):
     queries: Literal["all", "matched"] = Field("all", description="all: every query row in the denominator "
                                                "(TransformerLens); matched: only rows the pattern scores")
+    rows: list[int] | None = Field(None, min_length=1, description="the query positions scored (negative: from "
+                                   "the end; default: every position)")
     exclude_first: bool = Field(False, description="ignore the attention to position 0 (TransformerLens's "
                                 "exclude_bos)")
     exclude_current: bool = Field(False, description="ignore the attention of a query to itself")
 
+    def check(self, info, model, path):
+        T = info.input_shape[0]
+        outside = [r for r in self.rows or () if not -T <= r < T]
+        if outside:
+            raise SpecError(f"{path}.rows", f"{outside[0]} is outside the task's {T} positions "
+                            f"(valid: {-T} to {T - 1})")
+        if self.rows is not None and len({r % T for r in self.rows}) != len(self.rows):
+            raise SpecError(f"{path}.rows", "a position is listed twice")
+        if self.rows is not None and self.exclude_current:
+            raise SpecError(f"{path}.exclude_current", "applies to every row; leave rows out or this off")
+        super().check(info, model, path)
+
     def metric_names(self, info: TaskInfo) -> list[str]:
         layers, heads = self.shape()
         name = self.registry_name
-        return [f"{name}/L{i}H{h}" for i in range(layers) for h in range(heads)] + [f"{name}/max"]
+        return [f"{name}/L{i}H{h}" for i in range(layers) for h in range(heads)] + [f"{name}/max", f"{name}/uniform"]
 
     def pattern(self, ctx: ProbeContext, m: int) -> torch.Tensor:
         raise NotImplementedError
 
+    def scores(self, attn: torch.Tensor, detect: torch.Tensor) -> torch.Tensor:
+        """[S, H]: head_scores over the scored rows."""
+        if self.rows is not None:  # the rows are query positions: exclude_current is refused with them
+            T = attn.shape[-1]
+            index = torch.tensor([r % T for r in self.rows], device=attn.device)
+            attn, detect = attn.index_select(-2, index), detect.index_select(-2, index)
+        return head_scores(attn, detect, self.queries, self.exclude_first, self.exclude_current)
+
     def measure(self, ctx: ProbeContext) -> dict[str, torch.Tensor]:
         patterns = self.patterns(ctx)
-        detect = self.pattern(ctx, patterns[0].shape[1])
-        scores = torch.stack([head_scores(a, detect, self.queries, self.exclude_first, self.exclude_current)
-                              for a in patterns], dim=1)  # [S, L, H]
+        S, m, _, T, _ = patterns[0].shape
+        detect = self.pattern(ctx, m)
+        scores = torch.stack([self.scores(a, detect) for a in patterns], dim=1)  # [S, L, H]
         name = self.registry_name
         metrics = {f"{name}/L{i}H{h}": scores[:, i, h] for i in range(scores.shape[1]) for h in range(scores.shape[2])}
         metrics[f"{name}/max"] = scores.flatten(1).nan_to_num(nan=-1.0).amax(1)
+        # what a head attending evenly to every key it sees would score on the same examples
+        uniform = uniform_attention(T, patterns[0].device).expand(S, m, 1, T, T)
+        metrics[f"{name}/uniform"] = self.scores(uniform, detect)[:, 0]
         return metrics
 
 
@@ -192,15 +230,19 @@ class _HeadScore(_AttentionProbe):
 class InductionScore(_HeadScore):
     """Per layer and head, the share of attention on the token after an earlier
     copy of the query's token (TransformerLens's induction-head detector); run
-    it on repeated sequences (repeated-tokens)."""
+    it on repeated sequences (repeated-tokens), or on vector sequences whose
+    task gives each position an identity (bursty-icl: an item of the same
+    class is a copy). `/uniform` is the score of even causal attention on the
+    same examples: what a head that has not formed scores."""
 
     def check(self, info, model, path):
-        if info.input_kind != "tokens":
-            raise SpecError(path, "induction_score reads the tokens of the split; this task's inputs are vectors")
+        if info.input_kind != "tokens" and not info.identities:
+            raise SpecError(path, "induction_score reads what each position holds; this task's vector inputs "
+                            "declare no position identities (tokens do; bursty-icl's vectors do)")
         super().check(info, model, path)
 
     def pattern(self, ctx, m):
-        return induction_pattern(ctx.trainer.data.splits[self.split][0][:, :m])
+        return induction_pattern(ctx.trainer.data.identities(self.split)[:, :m])
 
 
 @registry.probes.register("previous_token_score")
@@ -292,3 +334,95 @@ def position_loss(losses: torch.Tensor, scored: torch.Tensor, position: int | li
     index = [position] if isinstance(position, int) else position
     weight = scored[..., index]
     return (losses[..., index] * weight).sum((1, 2)) / weight.sum((1, 2)).clamp(min=1)
+
+
+@registry.probes.register("head_ablation")
+class HeadAblation(Probe):
+    """Accuracy on a split with one attention head ablated at a time, the rest
+    intact (`head_ablation/L{layer}H{head}`): which heads the learned function
+    needs, read causally (an optogenetic scan; the `ablate` intervention edits
+    one chosen head throughout training instead). The head's output (site
+    `head_out.{layer}`) is set to 0 (`mode: zero`) or to its mean over the
+    probed examples, per seed and position (`mode: mean`: what the head
+    writes on average, without what it reads from this example). The edits
+    the interventions make at the step apply too. It costs one forward pass
+    per head over the examples."""
+
+    split: str = Field("test", description="the split measured")
+    mode: Literal["zero", "mean"] = Field("mean", description="what replaces the head's output")
+    max_examples: int = Field(512, ge=1, description="examples of the split read (the first ones)")
+    _heads: tuple[int, int, int] | None = PrivateAttr(None)  # (layers, heads, head axis) from the model
+
+    def check(self, info, model, path):
+        needs_classification(info, path, "head_ablation")
+        check_splits([self.split], info, f"{path}.split")
+        layers = attention_layers(model, path, self.registry_name)
+        axis = model.head_axis("head_out.0")
+        if axis is None or any(f"head_out.{i}" not in model.site_names() for i in range(layers)):
+            raise SpecError(path, "head_ablation edits the head outputs (sites head_out.0, head_out.1, ...); this "
+                            "model has none")
+        device = next(model.parameters()).device
+        dtype = torch.long if info.input_kind == "tokens" else torch.float32
+        shapes = model.site_shapes(torch.zeros((model.members, 1, *info.input_shape), dtype=dtype, device=device))
+        self._heads = (layers, shapes["head_out.0"][axis - 2], axis)
+
+    def layout(self) -> tuple[int, int, int]:
+        if self._heads is None:
+            raise LearnscopeError("head_ablation: metric names come from the model's layers and heads, known once "
+                                  "the probe is checked against the model (Trainer does)")
+        return self._heads
+
+    def needs(self, info):
+        layers = self.layout()[0]
+        if self.mode == "zero":
+            return Needs()
+        return Needs(sites={self.split: {f"head_out.{i}" for i in range(layers)}},
+                     site_examples={self.split: self.max_examples})
+
+    def metric_names(self, info):
+        layers, heads, _ = self.layout()
+        return [f"head_ablation/L{i}H{h}" for i in range(layers) for h in range(heads)]
+
+    @torch.no_grad()
+    def measure(self, ctx):
+        layers, heads, axis = self.layout()
+        x = ctx.trainer.data.splits[self.split][0][:, : self.max_examples]
+        targets = ctx.targets(self.split)[:, : x.shape[1]]
+        metrics = {}
+        for layer in range(layers):
+            site = f"head_out.{layer}"
+            if self.mode == "mean":  # [S, 1, ...]: per seed and position
+                replacement = ctx.activations(self.split, site, self.max_examples).mean(1, keepdim=True)
+            else:
+                replacement = torch.zeros((), device=x.device)
+            for head in range(heads):
+                outputs = self._ablated(ctx, x, site, axis, head, replacement)
+                metrics[f"head_ablation/L{layer}H{head}"] = example_accuracy(ctx.info, outputs, targets).mean(1)
+        return metrics
+
+    def _ablated(self, ctx: ProbeContext, x: torch.Tensor, site: str, axis: int, head: int,
+                 replacement: torch.Tensor) -> torch.Tensor:
+        def ablate(value: torch.Tensor) -> torch.Tensor:
+            chosen = torch.zeros(value.shape[axis], dtype=torch.bool, device=value.device)
+            chosen[head] = True
+            mask = chosen.view(*([1] * axis), -1, *([1] * (value.dim() - axis - 1)))
+            return torch.where(mask, replacement.to(value.dtype), value)
+
+        model = ctx.model
+        was_training = model.training
+        model.eval()
+        outs = []
+        try:
+            for start in range(0, x.shape[1], CHUNK):
+                chunk = x[:, start : start + CHUNK]
+                edits = dict(ctx.trainer.site_edits(slice(0, x.shape[0]), slice(start, start + chunk.shape[1])))
+                inner = edits.get(site)
+                edits[site] = ablate if inner is None else partial(_after, inner, ablate)
+                outs.append(model(chunk, Sites(edits=edits)))
+        finally:
+            model.train(was_training)
+        return torch.cat(outs, dim=1)
+
+
+def _after(first: Edit, then: Edit, value: torch.Tensor) -> torch.Tensor:
+    return then(first(value))

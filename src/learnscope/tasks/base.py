@@ -29,6 +29,9 @@ class TaskInfo:
     # task-incremental streams: the classes of each experience. Only the classes of an
     # example's own experience compete for it (one head per task, the task id given).
     class_groups: tuple[tuple[int, ...], ...] | None = None
+    # every example's positions carry identities ([T] longs: what each position holds, equal
+    # for the same item), so head detectors defined on repeated tokens read vector sequences
+    identities: bool = False
 
     @property
     def is_classification(self) -> bool:
@@ -73,6 +76,8 @@ class Dataset:
     inputs: torch.Tensor  # [N, *input_shape]; long for tokens, float for vectors
     targets: torch.Tensor  # [N] long for classes, [N, out] float for regression
     splits: dict[str, torch.Tensor]  # name -> long indices into the N examples
+    # [N, T] long, when TaskInfo.identities: what each position holds (a token, a class)
+    identities: torch.Tensor | None = None
 
 
 class Task(TaskSpec):

@@ -35,7 +35,10 @@ first D, a label is one-hot in the last L (zeros elsewhere); the task
 declares vector inputs of shape (2N + 1, F) and the transformer embeds them
 with a linear map (F -> d_model), so label positions look up a learned
 label embedding exactly as tokens would, items are projected linearly, and
-every site (`attn.i`, `q.i`, ...) is unchanged. The target is one of L
+every site (`attn.i`, `q.i`, ...) is unchanged. Each position's identity
+(the token it would be with `items: tokens`: its class, or its label) comes
+with the vectors, so the induction-head detector reads vector sequences:
+an item of the query's class is a "copy" of the query. The target is one of L
 labels, read at the last position (the query), as any classifier of a
 sequence. This keeps `TaskInfo` as it is (vector inputs, now with a
 position axis) and the model change to the embedding alone.
@@ -123,7 +126,8 @@ class BurstyICL(Task):
         if self.items == "tokens":
             vocab = self.classes + self.novel + self.labels
             return TaskInfo("tokens", (self.length(),), self.labels, "cross_entropy", SPLITS, vocab_size=vocab)
-        return TaskInfo("vector", (self.length(), self.dim + self.labels), self.labels, "cross_entropy", SPLITS)
+        return TaskInfo("vector", (self.length(), self.dim + self.labels), self.labels, "cross_entropy", SPLITS,
+                        identities=True)
 
     # ------------------------------------------------------------ sequences of class indices
 
@@ -179,17 +183,22 @@ class BurstyICL(Task):
         query_label = slot_label.gather(1, query_slot[:, None])[:, 0]
         parts["in_context"] = (novel + self.classes, slot_label.gather(1, slots), query + self.classes, query_label)
 
-        inputs, targets, splits, start = [], [], {}, 0
+        inputs, identities, targets, splits, start = [], [], [], {}, 0
         for split in SPLITS:
             context, context_labels, query, query_label = parts[split]
-            render = self._tokens if self.items == "tokens" else self._vectors
-            inputs.append(render(context, context_labels, query, means, generator(seed, "data", split, "items")))
+            # what each position holds: the token of its class or label, also for vector items
+            identities.append(self._tokens(context, context_labels, query))
+            if self.items == "vectors":
+                inputs.append(self._vectors(context, context_labels, query, means,
+                                            generator(seed, "data", split, "items")))
             targets.append(query_label)
             splits[split] = torch.arange(start, start + len(query))
             start += len(query)
-        return Dataset(torch.cat(inputs), torch.cat(targets), splits)
+        if self.items == "tokens":
+            return Dataset(torch.cat(identities), torch.cat(targets), splits)
+        return Dataset(torch.cat(inputs), torch.cat(targets), splits, torch.cat(identities))
 
-    def _tokens(self, context, context_labels, query, means, gen) -> torch.Tensor:
+    def _tokens(self, context, context_labels, query) -> torch.Tensor:
         label_token = self.classes + self.novel + context_labels
         pairs = torch.stack([context, label_token], dim=2).flatten(1)  # x_1, l_1, ..., x_N, l_N
         return torch.cat([pairs, query[:, None]], dim=1)

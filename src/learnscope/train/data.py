@@ -18,6 +18,7 @@ class EnsembleData:
     def __init__(self, task: Task, seeds: Sequence[int], device: str | torch.device = "cpu"):
         self.info = task.info()
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._identities: dict[str, torch.Tensor] = {}
         # one seed's dataset at a time, copied into the stacked splits on the device: the host
         # never holds every seed's dataset beside the stacked splits (that was three times the data)
         for k, seed in enumerate(seeds):
@@ -36,9 +37,24 @@ class EnsembleData:
                                     f"sizes, which an ensemble cannot stack")
                 x[k] = dataset.inputs[index]
                 y[k] = dataset.targets[index]
+                if self.info.identities:
+                    if dataset.identities is None:
+                        raise SpecError("task", "the task declares position identities but built none")
+                    if k == 0:
+                        self._identities[name] = _stacked(dataset.identities, len(seeds), len(index), device)
+                    self._identities[name][k] = dataset.identities[index]
 
     def size(self, split: str) -> int:
         return self.splits[split][1].shape[1]
+
+    def identities(self, split: str) -> torch.Tensor:
+        """[S, n, T]: what each position of the split's examples holds: the tokens
+        themselves, or the identities a task of vector sequences declares."""
+        if self.info.input_kind == "tokens":
+            return self.splits[split][0]
+        if split not in self._identities:
+            raise SpecError("task", "this task's vector inputs carry no position identities")
+        return self._identities[split]
 
     def parts(self, split: str) -> tuple[str, ...]:
         """The splits whose examples, in order, make up `split` (a stream's
