@@ -217,3 +217,20 @@ def test_distinct_draws_are_successive_sampling_without_an_n_by_k_matrix():
     assert chisquare(observed[keep], expected[keep] * observed.sum() / expected[keep].sum()).pvalue > 1e-3
     big = BurstyICL(classes=4096, labels=32, items="tokens", train_sequences=100_000, test_sequences=64)
     assert big.build(0).inputs.shape == (100_000 + 3 * 64, 17)
+
+
+def test_the_bursty_example_spec_is_the_phenomenons_bursty_arm():
+    """examples/bursty-icl.yaml (the burstiness x Zipf sweep's spec) trains what the
+    phenomenon's bursty arm trains: same task, model and optimizer."""
+    from pathlib import Path
+
+    import yaml
+
+    from learnscope.catalog.bursty_icl import icl_experiment
+
+    example = Experiment.model_validate(yaml.safe_load(
+        (Path(__file__).parents[1] / "examples" / "bursty-icl.yaml").read_text()))
+    arm = icl_experiment(quick=True)
+    assert example.task == arm.task and example.model == arm.model
+    same = ("optimizer", "lr", "weight_decay", "batch_size", "steps")
+    assert {k: getattr(example.recipe, k) for k in same} == {k: getattr(arm.recipe, k) for k in same}
