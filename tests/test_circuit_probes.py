@@ -410,3 +410,26 @@ def test_head_ablation_refuses_a_model_without_heads():
                                             "seeds": [0], "probes": ["head_ablation"]})
     with pytest.raises(SpecError, match="attention"):
         Trainer(experiment)
+
+
+def test_the_report_draws_the_final_checkpoints_mean_attention_patterns(tmp_path):
+    from learnscope.report.attention import attention_figures, mean_patterns
+    from learnscope.runner import run_experiment
+    from learnscope.store import Store
+
+    spec = {"task": TASK, "model": MODEL, "recipe": RECIPE, "seeds": [0, 1],
+            "probes": [{"name": "previous_token_score"}]}
+    tr = Trainer(Experiment.model_validate(spec))
+    run = run_experiment(tr.experiment, Store(tmp_path / "store"), trainer=tr)
+    data = run.arm_data()[""]
+    step, patterns = mean_patterns(run.store, data, "test")
+    sites = Sites(read=["attn.0", "attn.1"])
+    tr.model.eval()
+    with torch.no_grad():
+        tr.model(tr.data.splits["test"][0], sites)
+    expected = np.stack([sites.acts[f"attn.{i}"].double().mean((0, 1)).numpy() for i in range(2)])
+    assert step == 12 and patterns.shape == (2, 2, 12, 12)
+    np.testing.assert_allclose(patterns, expected, rtol=1e-6)
+    assert len(attention_figures(run.store, {"arm": data})) == 1
+    plain = run_experiment(Experiment.model_validate({**spec, "probes": ["loss"]}), run.store)
+    assert attention_figures(plain.store, plain.arm_data()) == []  # no attention probed, none drawn

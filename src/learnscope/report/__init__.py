@@ -18,6 +18,7 @@ from learnscope import registry
 from learnscope.continual import Stream, accuracy_matrix, arm_measures
 from learnscope.errors import LearnscopeError
 from learnscope.provenance import ENVIRONMENT_EVENT, phenomenon_command
+from learnscope.report.attention import attention_figures
 from learnscope.report.figures import render
 from learnscope.report.page import arm_table, page, summary_table, verdict_block
 from learnscope.report.plots import Series, accuracy_matrix_figure, curve_figures
@@ -50,6 +51,7 @@ def write_report(store: Store, run_ids: Sequence[str], out: str | Path | None = 
             series.append(Series(name, data, switches))
             if stream is not None and arm_measures(data) is not None:
                 extra.append((f"{name} accuracy matrix", accuracy_matrix_figure(name, accuracy_matrix(data, stream)[0])))
+            extra.extend(attention_figures(store, {name: data}))
         record = run.record
         sections.append(
             f"<h2>{html.escape(record.id)}</h2><p>{html.escape(record.name)} · status <b>{record.status}</b>"
