@@ -11,6 +11,7 @@ import torch
 from matplotlib.figure import Figure
 
 from learnscope.models.base import Sites
+from learnscope.probes.circuits import attention_layers
 from learnscope.report.plots import new_figure
 from learnscope.results import ArmData
 from learnscope.runner import build_trainer
@@ -41,7 +42,7 @@ def mean_patterns(store: RunStore, data: ArmData, split: str) -> tuple[int, np.n
     trainer = build_trainer(data.experiment)
     trainer.load_state(checkpoint.tensors, checkpoint.meta)
     model = trainer.model
-    layers = sum(1 for name in model.site_names() if name.startswith("attn."))
+    layers = attention_layers(model, "report", "the attention figure")
     sites = Sites(read=[f"attn.{i}" for i in range(layers)])
     model.eval()
     model(trainer.data.splits[split][0][:, :EXAMPLES], sites)
