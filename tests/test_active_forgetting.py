@@ -104,6 +104,31 @@ def test_resume_is_exact():
         assert torch.equal(a, b)
 
 
+def test_rows_resets_only_those_rows_and_their_moments():
+    tr = trainer([{**FORGET, "rows": [2, 7]}])
+    embed = tr.model.embed.weight
+    while tr.step < 2:
+        tr.train_step()
+    before = embed.detach().clone()
+    tr.train_step()  # the third update is followed by a reset of rows 2..6
+    state = tr.optimizer.state[embed]
+    for k, seed in enumerate(tr.seeds):
+        fresh = fresh_embedding(seed, 3, tuple(embed.shape[1:]))
+        torch.testing.assert_close(embed[k, 2:7], fresh[2:7], rtol=0, atol=0)
+        assert not torch.equal(embed[k, :2], fresh[:2]) and not torch.equal(embed[k, 7:], fresh[7:])
+        assert not torch.equal(embed[k, :2], before[k, :2])  # trained by the update, not reset
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert torch.count_nonzero(state[key][:, 2:7]) == 0
+        assert torch.count_nonzero(state[key][:, :2]) > 0 and torch.count_nonzero(state[key][:, 7:]) > 0
+    assert int(torch.as_tensor(state["step"]).reshape(-1)[0]) == 3  # the tensor's step count goes on
+
+
+@pytest.mark.parametrize("rows, match", [([3, 3], "no range"), ([0, 99], "goes past")])
+def test_bad_rows_are_one_error_line(rows, match):
+    with pytest.raises(SpecError, match=match):
+        trainer([{**FORGET, "rows": rows}])
+
+
 def test_an_unknown_parameter_is_one_error_line():
     with pytest.raises(SpecError, match="interventions\\[0\\].parameters.*unknown parameter 'embedding.weight'"):
         trainer([{**FORGET, "parameters": ["embedding.weight"]}])

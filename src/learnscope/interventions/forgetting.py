@@ -20,6 +20,13 @@ moments and step count, SGD's momentum buffer): the next update treats them
 as fresh parameters, as a newly built optimizer would. Resets happen for
 every seed at the same updates, so the per-tensor state (Adam's step count)
 stays equal to a single run's.
+
+`rows: [start, stop)` resets only those rows of each parameter (the item
+tokens of an embedding, not the label tokens that share its table): the
+rows take the same rows of the fresh draw, and only their per-element
+optimizer state is zeroed (Adam's moments; its step count is the tensor's
+and goes on, so the rows' first updates after a reset are not
+bias-corrected as a fresh parameter's would be).
 """
 
 from __future__ import annotations
@@ -42,6 +49,15 @@ class ActiveForgetting(Intervention):
                               "forgetting); default: resets throughout")
     parameters: list[str] = Field(["embed.weight"], min_length=1, description="parameters re-initialized "
                                   "(names as in the model's named_parameters)")
+    rows: tuple[int, int] | None = Field(None, description="only rows [start, stop) of each parameter (tokens "
+                                         "of an embedding); default: all of it")
+
+    @field_validator("rows")
+    @classmethod
+    def _a_range(cls, rows):
+        if rows is not None and not 0 <= rows[0] < rows[1]:
+            raise ValueError(f"{list(rows)} is no range [start, stop) with 0 <= start < stop")
+        return rows
 
     @field_validator("parameters")
     @classmethod
@@ -78,6 +94,9 @@ class ActiveForgettingState(InterventionState):
             if attr not in inits:  # the initializations a stacked module records (layers.initialize draws them)
                 raise SpecError(path, f"parameter '{name}' has no recorded per-seed initialization to draw again")
             self.targets.append((name, params[name], inits[attr][1]))
+            if spec.rows is not None and spec.rows[1] > params[name].shape[1]:
+                raise SpecError(f"{spec.spec_path(trainer)}.rows", f"{list(spec.rows)} goes past the "
+                                f"{params[name].shape[1]} rows of '{name}'")
 
     @torch.no_grad()
     def after_step(self, trainer: TrainerView) -> None:
@@ -85,9 +104,13 @@ class ActiveForgettingState(InterventionState):
         if not self.spec.resets_after(update):
             return
         state = trainer.optimizer.state
+        rows = slice(*self.spec.rows) if self.spec.rows is not None else slice(None)
         for name, param, init in self.targets:
             shape = tuple(param.shape[1:])
             for k, seed in enumerate(trainer.seeds):
-                param[k] = init(shape, generator(seed, "active-forgetting", update, name)).to(param.dtype)
+                param[k, rows] = init(shape, generator(seed, "active-forgetting", update, name))[rows].to(param.dtype)
             for value in state.get(param, {}).values():
-                value.zero_()
+                if self.spec.rows is None:
+                    value.zero_()
+                elif value.shape == param.shape:  # a per-element moment: its reset rows only
+                    value[:, rows] = 0
