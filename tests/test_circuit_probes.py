@@ -433,3 +433,29 @@ def test_the_report_draws_the_final_checkpoints_mean_attention_patterns(tmp_path
     assert len(attention_figures(run.store, {"arm": data})) == 1
     plain = run_experiment(Experiment.model_validate({**spec, "probes": ["loss"]}), run.store)
     assert attention_figures(plain.store, plain.arm_data()) == []  # no attention probed, none drawn
+
+
+def test_a_label_lets_one_probe_run_twice_with_other_parameters():
+    probes = [{"name": "attention_sink"}, {"name": "attention_sink", "position": 1, "label": "k1"},
+              {"name": "induction_score", "queries": "matched", "label": "matched"}, "induction_score"]
+    tr = trainer(TASK, probes)
+    record = {}
+    tr.run(on_probe=lambda step, metrics: record.update({step: metrics}))
+    final = record[12]
+    assert {"attention_sink/rate", "attention_sink@k1/rate", "attention_sink@k1/mass",
+            "induction_score@matched/max", "induction_score/max"} <= set(final)
+    sites = Sites(read=["attn.0", "attn.1"])
+    tr.model.eval()
+    with torch.no_grad():
+        tr.model(tr.data.splits["test"][0], sites)
+    alphas = np.stack([[[[np_alpha(sites.acts[f"attn.{i}"][s, b, h].double().numpy())[1] for h in range(2)]
+                         for i in range(2)] for b in range(24)] for s in range(2)])  # position 1
+    np.testing.assert_allclose(final["attention_sink@k1/mass"].numpy(), alphas.mean((1, 2, 3)), rtol=1e-5)
+    assert not torch.equal(final["induction_score@matched/max"], final["induction_score/max"])
+
+
+def test_the_same_probe_twice_without_a_label_is_one_error_line():
+    with pytest.raises(SpecError, match="already measured by probes\\[0\\]"):
+        trainer(TASK, [{"name": "attention_sink"}, {"name": "attention_sink", "position": 1}])
+    with pytest.raises(SpecError, match="label"):
+        trainer(TASK, [{"name": "attention_sink", "label": "a/b"}])

@@ -56,7 +56,7 @@ def _reporter(progress: TrainingProgress | bool) -> TrainingProgress:
 def _headline(experiment: Experiment, preferred: str | None, trainer: Trainer) -> str:
     if preferred:
         return preferred
-    names = [n for probe in probes_of(experiment) for n in probe.metric_names(trainer.info)]
+    names = [n for probe in probes_of(experiment) for n in probe.names(trainer.info)]
     for candidate in ("accuracy/test", "loss/test"):
         if candidate in names:
             return candidate
@@ -103,7 +103,7 @@ def needed_bytes(trainers: Sequence[Trainer]) -> int:
     two checkpoints (the previous one stays until the next is recorded)."""
     total = STORE_MARGIN_BYTES
     for trainer in trainers:
-        names = [n for probe in probes_of(trainer.experiment) for n in probe.metric_names(trainer.info)]
+        names = [n for probe in probes_of(trainer.experiment) for n in probe.names(trainer.info)]
         total += trainer.probe_count() * len(names) * trainer.members * ROW_BYTES
         param_bytes = sum(p.numel() * p.element_size() for p in trainer.params)
         optimizer_slots = OPTIMIZERS[trainer.recipe.optimizer].state_slots
@@ -143,7 +143,7 @@ def _train(store: RunStore, run_id: str, trainer: Trainer, reporter: TrainingPro
             host = {k: v.detach().cpu().tolist() for k, v in metrics.items()}
             store.write_metrics(run_id, step, seeds, host)
             for probe, names in probes:
-                for event in probe.events({name: host[name] for name in names}):
+                for event in probe.events({name: host[probe.labelled(name)] for name in names}):
                     if (event.kind, seeds[event.member]) not in marked:
                         marked.add((event.kind, seeds[event.member]))
                         store.add_event(run_id, event.kind, event.detail, seeds[event.member], step)

@@ -461,7 +461,7 @@ def _probes(probes: Sequence[str | Mapping[str, Any] | ProbeSpec] | None, info: 
         probe = resolve_component(registry.probes, ProbeSpec, item, f"probes[{i}]")
         assert isinstance(probe, Probe)  # every registered probe is one
         probe.check(info, model, f"probes[{i}]")
-        for metric in probe.metric_names(info):
+        for metric in probe.names(info):
             if metric in seen:
                 raise SpecError(f"probes[{i}]", f"metric '{metric}' is already measured by probes[{seen[metric]}]")
             seen[metric] = i
@@ -552,7 +552,7 @@ class Watch:
         metrics: dict[str, torch.Tensor] = {}
         try:
             for probe in self.probes:
-                metrics.update(probe.measure(ctx))
+                metrics.update(probe.measured(ctx))
         finally:
             self.view.end()
         host = {name: value.detach().cpu().double().tolist() for name, value in metrics.items()}

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+from pydantic import Field
 
 from learnscope.errors import LearnscopeError, SpecError, one_of
 from learnscope.models.base import EnsembleModel, Sites
@@ -57,7 +58,27 @@ class Needs:
 
 
 class Probe(ProbeSpec):
-    """A probe is a spec (its fields are its parameters) that measures."""
+    """A probe is a spec (its fields are its parameters) that measures.
+    Subclasses give `metric_names` and `measure`; the trainer reads them
+    through `names` and `measured`, which add the probe's `label`."""
+
+    label: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="names this entry's metrics "
+                              "FAMILY@LABEL/..., so one probe can be listed twice with other parameters")
+
+    def labelled(self, name: str) -> str:
+        """A metric name with the label after its family: attention_sink/rate -> attention_sink@k1/rate."""
+        if self.label is None:
+            return name
+        family, slash, rest = name.partition("/")
+        return f"{family}@{self.label}{slash}{rest}"
+
+    def names(self, info: TaskInfo) -> list[str]:
+        """The metric names this entry records (labelled)."""
+        return [self.labelled(name) for name in self.metric_names(info)]
+
+    def measured(self, ctx: ProbeContext) -> dict[str, torch.Tensor]:
+        """`measure`, under the names this entry records."""
+        return {self.labelled(name): value for name, value in self.measure(ctx).items()}
 
     def check(self, info: TaskInfo, model: EnsembleModel, path: str) -> None:
         """Refuse, before training, a probe that cannot apply."""

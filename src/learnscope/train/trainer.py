@@ -107,7 +107,7 @@ class Trainer:
         for i, probe in enumerate(probes_of(self.experiment)):
             path = f"probes[{i}]"
             probe.check(self.info, self.model, path)
-            for name in probe.metric_names(self.info):
+            for name in probe.names(self.info):
                 if name in seen:
                     raise SpecError(path, f"metric '{name}' is already measured by probes[{seen[name]}]")
                 seen[name] = i
@@ -386,7 +386,7 @@ class Trainer:
         ctx = ProbeContext(self, self.step, self.probe_needs)
         metrics: dict[str, torch.Tensor] = {}
         for probe in probes_of(self.experiment):
-            metrics.update(probe.measure(ctx))
+            metrics.update(probe.measured(ctx))
         return metrics
 
     def run(self, on_probe: ProbeCallback | None = None, on_step: StepCallback | None = None,
