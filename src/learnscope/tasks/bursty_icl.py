@@ -40,8 +40,9 @@ every site (`attn.i`, `q.i`, ...) is unchanged. Each position's identity
 with the vectors, so the induction-head detector reads vector sequences:
 an item of the query's class is a "copy" of the query. The target is one of L
 labels, read at the last position (the query), as any classifier of a
-sequence. This keeps `TaskInfo` as it is (vector inputs, now with a
-position axis) and the model change to the embedding alone.
+sequence. `TaskInfo` gains only what the detectors need (vector inputs
+with a position axis, `identities`), and the model's change is the
+embedding alone.
 
 With `items: tokens` every class is one token (no exemplar noise: eps is
 unused): training classes are tokens 0..K-1, the novel classes the next
