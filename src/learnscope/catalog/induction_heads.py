@@ -27,6 +27,13 @@ Signature, per seed:
   at most half of ln(N / B_eval) (half the loss of guessing among the
   context's labels, the plateau's level);
 - the head forms: the best head's final score is at least FORMED;
+- clamping is causal for formation (Singh et al.'s optogenetic clamp): in
+  the arm `clamped`, layer 0's heads write their batch mean throughout
+  training (`ablate`, `head_out.0`, `mode: mean`), and the best head's
+  score never reaches SCORE_JUMP nor in-context accuracy CLAMPED_MAX (0.4,
+  the floor B/N + 0.15): without the previous-token information no
+  induction head forms (measured: peak score 0.21-0.23, peak in-context
+  accuracy 0.26-0.32, at both sizes);
 - before the jump the score is near even attention's: its median over the
   probes before the rise (from step 25 to TOLERANCE before the jump) is at
   most NEAR_UNIFORM above `/uniform`. It is not at it: on the plateau the
@@ -64,8 +71,16 @@ TOLERANCE = Threshold(50.0, "TOLERANCE", "most steps between the score's jump an
                       "|jump - drop|", full=(0.0, 25.0), quick=(0.0, 25.0), seeds=SEEDS_MEASURED)
 FORMED = Threshold(0.8, "FORMED", "least final induction score of the best head", "final score",
                    full=(0.924, 0.953), quick=(0.868, 0.901), seeds=SEEDS_MEASURED)
+CLAMPED_MAX = Threshold(0.4, "CLAMPED_MAX", "most in-context accuracy at any probe with layer 0 clamped (the floor "
+                        "B/N = 0.25 plus 0.15: above the sampling noise of 256 probed examples, sd 0.027)",
+                        "clamped peak in-context", full=(0.266, 0.324), quick=(0.262, 0.309), seeds=SEEDS_MEASURED)
 NEAR_UNIFORM = Threshold(0.15, "NEAR_UNIFORM", "most the pre-jump median score exceeds even attention's",
                          "pre-jump excess", full=(0.074, 0.091), quick=(0.082, 0.091), seeds=SEEDS_MEASURED)
+
+# Singh et al.'s optogenetic clamp: layer 0's heads write their batch mean throughout
+# training, so no head of layer 1 can read which item precedes a label
+CLAMP = {"name": "ablate", "site": "head_out.0", "mode": "mean"}
+
 
 def induction_experiment(quick: bool) -> Experiment:
     return icl_experiment(quick, burstiness=2, heads=2, circuit=[INDUCTION])
@@ -77,10 +92,11 @@ class InductionHeads(Phenomenon):
     source = ("What needs to go right for an induction head? A mechanistic study of in-context learning circuits "
               "and their formation")
     headline = "induction_score/max"
-    thresholds = (TOLERANCE, FORMED, NEAR_UNIFORM)
+    thresholds = (TOLERANCE, FORMED, NEAR_UNIFORM, CLAMPED_MAX)
 
     def arms(self, quick: bool) -> list[Arm]:
-        return [Arm("bursty", induction_experiment(quick))]
+        bursty = Arm("bursty", induction_experiment(quick))
+        return [bursty, bursty.derive("clamped", {"interventions": [CLAMP]})]
 
     def check(self, arms: dict[str, ArmData]) -> Verdict:
         arm = arms["bursty"]
@@ -98,6 +114,8 @@ class InductionHeads(Phenomenon):
             if np.isfinite(t) and window.any():
                 before[s] = np.median(score[s, window]) - uniform[s, 0]
         final = score[:, -1]
+        clamped_score = np.nanmax(arms["clamped"].curve("induction_score/max")[1], axis=1)
+        clamped_icl = np.nanmax(arms["clamped"].curve("accuracy/in_context")[1], axis=1)
 
         sig = self.signature(arm.seeds)
         sig.measure("score jump", jump)
@@ -113,6 +131,11 @@ class InductionHeads(Phenomenon):
         sig.claim(f"before the jump the median score is at most {NEAR_UNIFORM:g} above even attention's",
                   np.nan_to_num(before, nan=np.inf) <= NEAR_UNIFORM,
                   lambda s: f"pre-jump median {before[s]:.2f} above even attention")
+        sig.measure("clamped peak score", clamped_score)
+        sig.measure("clamped peak in-context", clamped_icl)
+        sig.claim(f"with layer 0 clamped, the score never reaches {SCORE_JUMP} nor in-context accuracy "
+                  f"{CLAMPED_MAX:g}", (clamped_score < SCORE_JUMP) & (clamped_icl <= CLAMPED_MAX),
+                  lambda s: f"clamped: peak score {clamped_score[s]:.2f}, peak in-context {clamped_icl[s]:.2f}")
         return sig.verdict()
 
     def figures(self, arms: dict[str, ArmData]) -> list[Figure]:
