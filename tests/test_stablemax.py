@@ -162,3 +162,24 @@ def test_training_follows_the_recipes_loss():
     # same initialization and data, another loss: other weights
     assert all(torch.equal(a, b) for a, b in zip(stable.initial_params, softmax.initial_params))
     assert not all(torch.allclose(a, b) for a, b in zip(stable.params, softmax.params))
+
+
+def test_flush_denormal_holds_during_the_run_only_and_changes_nothing_above_the_subnormals():
+    def subnormal_survives() -> bool:
+        return (torch.tensor([1e-39]) * 1.0).item() != 0.0
+
+    spec = {"task": {"name": "modular-arithmetic", "p": 7, "train_fraction": 0.6}, "model": {"name": "mlp", "hidden": [8]},
+            "recipe": {"steps": 6, "probe_every": 3, "probe_log_points": 0}, "seeds": [0, 1], "probes": ["loss"]}
+    seen, runs = [], {}
+    for flush in (False, True):
+        spec["recipe"]["flush_denormal"] = flush
+        tr = Trainer(Experiment.model_validate(spec))
+        record = {}
+        tr.run(on_probe=lambda step, m: record.update({step: m["loss/test"].clone()}),
+               on_step=lambda step: seen.append((flush, subnormal_survives())))
+        runs[flush] = record
+        assert subnormal_survives()  # back to the default after the run
+    assert {flag for flag, _ in seen} == {False, True}
+    assert all(survives != flag for flag, survives in seen)  # flushed exactly while a flushing run trains
+    for step in runs[False]:
+        torch.testing.assert_close(runs[True][step], runs[False][step], rtol=0, atol=0)

@@ -395,13 +395,19 @@ class Trainer:
         `on_probe(step, metrics)` at every probe step (the current one included)
         and `on_checkpoint(step)` at every checkpoint step after it."""
         recipe = self.recipe
-        if self.is_probe_step(self.step) and on_probe is not None:
-            on_probe(self.step, self.measure())
-        while self.step < recipe.steps:
-            self.train_step()
-            if on_step is not None:
-                on_step(self.step)
+        # a process-wide CPU flag (torch has no getter): set for this run, back to the default after
+        flushing = recipe.flush_denormal and torch.set_flush_denormal(True)
+        try:
             if self.is_probe_step(self.step) and on_probe is not None:
                 on_probe(self.step, self.measure())
-            if recipe.is_checkpoint_step(self.step) and on_checkpoint is not None:
-                on_checkpoint(self.step)
+            while self.step < recipe.steps:
+                self.train_step()
+                if on_step is not None:
+                    on_step(self.step)
+                if self.is_probe_step(self.step) and on_probe is not None:
+                    on_probe(self.step, self.measure())
+                if recipe.is_checkpoint_step(self.step) and on_checkpoint is not None:
+                    on_checkpoint(self.step)
+        finally:
+            if flushing:
+                torch.set_flush_denormal(False)
