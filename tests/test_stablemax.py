@@ -174,9 +174,9 @@ def test_flush_denormal_holds_during_the_run_only_and_changes_nothing_above_the_
     for flush in (False, True):
         spec["recipe"]["flush_denormal"] = flush
         tr = Trainer(Experiment.model_validate(spec))
-        record = {}
-        tr.run(on_probe=lambda step, m: record.update({step: m["loss/test"].clone()}),
-               on_step=lambda step: seen.append((flush, subnormal_survives())))
+        record: dict = {}
+        tr.run(on_probe=lambda step, m, record=record: record.update({step: m["loss/test"].clone()}),
+               on_step=lambda step, flush=flush: seen.append((flush, subnormal_survives())))
         runs[flush] = record
         assert subnormal_survives()  # back to the default after the run
     assert {flag for flag, _ in seen} == {False, True}
