@@ -61,7 +61,7 @@ import numpy as np
 
 from learnscope import registry
 from learnscope.catalog.base import Arm, Figure, Phenomenon
-from learnscope.catalog.bursty_icl import INDUCTION, icl_experiment
+from learnscope.catalog.bursty_icl import INDUCTION, floor, icl_experiment
 from learnscope.results import ArmData, Bands, Threshold, Verdict, first_step
 from learnscope.spec import Experiment
 
@@ -100,8 +100,7 @@ class InductionHeads(Phenomenon):
 
     def check(self, arms: dict[str, ArmData]) -> Verdict:
         arm = arms["bursty"]
-        task = arm.experiment.task
-        plateau_loss = math.log(task.context / task.eval_burstiness)  # type: ignore[attr-defined]
+        plateau_loss = math.log(1 / floor(arm))  # the loss of guessing among the context's labels
         steps, score = arm.curve("induction_score/max")
         _, uniform = arm.curve("induction_score/uniform")
         _, loss = arm.curve("loss/in_context")
@@ -144,7 +143,7 @@ class InductionHeads(Phenomenon):
         _, loss = arm.curve("loss/in_context")
         _, uniform = arm.curve("induction_score/uniform")
         _, accuracy = arm.curve("accuracy/in_context")
-        scale = math.log(arm.experiment.task.context / arm.experiment.task.eval_burstiness)  # type: ignore[attr-defined]
+        scale = math.log(1 / floor(arm))
         return [Bands(
             "The best head's induction score and the in-context loss (divided by ln(N/B), the loss of guessing "
             "among the context's labels) change at the same probed step; even attention scores the flat line.",

@@ -45,7 +45,7 @@ from pydantic import Field, field_validator
 
 from learnscope import registry
 from learnscope.errors import SpecError, one_of
-from learnscope.models.base import Edit, Sites
+from learnscope.models.base import Edit, Sites, selected
 from learnscope.models.trainer_view import TrainerView
 from learnscope.probes.base import CHUNK
 from learnscope.train.hooks import Intervention, InterventionState
@@ -166,10 +166,7 @@ class SiteEditState(InterventionState):
         """`value` with the selection of the edited seeds replaced."""
         mask = seeds.to(value.device).view(-1, *([1] * (value.dim() - 1)))
         if self.select is not None:
-            axis, indices = self.select
-            chosen = torch.zeros(value.shape[axis], dtype=torch.bool, device=value.device)
-            chosen[indices] = True
-            mask = mask & chosen.view(*([1] * axis), -1, *([1] * (value.dim() - axis - 1)))
+            mask = mask & selected(value, *self.select)
         return torch.where(mask, replacement(value), value)
 
     @torch.no_grad()

@@ -16,6 +16,18 @@ from learnscope.tasks.base import TaskInfo
 Edit = Callable[[torch.Tensor], torch.Tensor]
 
 
+def then(first: Edit, second: Edit) -> Edit:
+    """The edit that applies `first`, then `second`."""
+    return lambda value: second(first(value))
+
+
+def selected(value: torch.Tensor, axis: int, indices: Sequence[int]) -> torch.Tensor:
+    """A bool mask broadcastable to `value`: True at `indices` along `axis` (heads, units)."""
+    chosen = torch.zeros(value.shape[axis], dtype=torch.bool, device=value.device)
+    chosen[list(indices)] = True
+    return chosen.view(*([1] * axis), -1, *([1] * (value.dim() - axis - 1)))
+
+
 class Sites:
     """The hook points of one forward pass, which read and write. A model
     passes each site's activation through `sites(name, value)` and goes on

@@ -10,14 +10,14 @@ Every probe returns one value per seed: tensors of shape [S].
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from pydantic import Field
 
 from learnscope.errors import LearnscopeError, SpecError, one_of
-from learnscope.models.base import EnsembleModel, Sites
+from learnscope.models.base import Edit, EnsembleModel, Sites, then
 from learnscope.models.trainer_view import TrainerView
 from learnscope.spec import ProbeSpec
 from learnscope.tasks.base import TaskInfo
@@ -208,14 +208,22 @@ class ProbeContext:
         self._sites[split] = {}
         return True
 
-    @torch.no_grad()
     def _forward(self, split: str) -> None:
         if self._whole_from_parts(split):
             return
         x = self.trainer.data.splits[split][0][:, : self._needs.examples(split)]
         sites = self._needs.sites.get(split, set())
         site_limit = self._needs.site_examples.get(split, 0) if sites else 0
-        outs, captured = [], {site: [] for site in sites}
+        self._outputs[split], self._sites[split] = self.run(x, read=sites, read_examples=site_limit)
+
+    @torch.no_grad()
+    def run(self, x: torch.Tensor, edits: Mapping[str, Edit] | None = None, read: Collection[str] = (),
+            read_examples: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The model's outputs on examples x [S, m, ...] in eval mode, in chunks, with the
+        interventions' site edits of this step and then `edits` applied (a probe's own: an
+        ablation); and the activations of the `read` sites, on the chunks that start before
+        `read_examples`."""
+        outs, captured = [], {site: [] for site in read}
         members = slice(0, x.shape[0])
         was_training = self.model.training
         self.model.eval()
@@ -223,14 +231,16 @@ class ProbeContext:
             for start in range(0, x.shape[1], CHUNK):
                 chunk = x[:, start : start + CHUNK]
                 # the interventions' site edits of this step: the probes measure the edited model
-                edits = self.trainer.site_edits(members, slice(start, start + chunk.shape[1]))
-                read = sites if start < site_limit else ()
-                capture = Sites(read=read, edits=edits) if read or edits else None
+                step_edits = dict(self.trainer.site_edits(members, slice(start, start + chunk.shape[1])))
+                for site, edit in (edits or {}).items():
+                    earlier = step_edits.get(site)
+                    step_edits[site] = edit if earlier is None else then(earlier, edit)
+                reading = read if start < read_examples else ()
+                capture = Sites(read=reading, edits=step_edits) if reading or step_edits else None
                 outs.append(self.model(chunk, capture))
                 if capture is not None:
                     for site, value in capture.acts.items():
                         captured[site].append(value)
         finally:
             self.model.train(was_training)
-        self._outputs[split] = torch.cat(outs, dim=1)
-        self._sites[split] = {site: torch.cat(values, dim=1) for site, values in captured.items()}
+        return torch.cat(outs, dim=1), {site: torch.cat(values, dim=1) for site, values in captured.items()}

@@ -54,8 +54,8 @@ from pydantic import Field, PrivateAttr
 from learnscope import registry
 from learnscope.errors import LearnscopeError, SpecError
 from learnscope.losses import example_accuracy, token_losses
-from learnscope.models.base import Edit, EnsembleModel, Sites
-from learnscope.probes.base import CHUNK, Needs, Probe, ProbeContext, check_splits, check_tensors, needs_classification
+from learnscope.models.base import EnsembleModel, selected
+from learnscope.probes.base import Needs, Probe, ProbeContext, check_splits, check_tensors, needs_classification
 from learnscope.tasks.base import TaskInfo
 
 # ---------------------------------------------------------------- definitions
@@ -337,7 +337,7 @@ def position_loss(losses: torch.Tensor, scored: torch.Tensor, position: int | li
 
 
 @registry.probes.register("head_ablation")
-class HeadAblation(Probe):
+class HeadAblation(_AttentionProbe):
     """Accuracy on a split with one attention head ablated at a time, the rest
     intact (`head_ablation/L{layer}H{head}`): which heads the learned function
     needs, read causally (an optogenetic scan; the `ablate` intervention edits
@@ -351,78 +351,45 @@ class HeadAblation(Probe):
     split: str = Field("test", description="the split measured")
     mode: Literal["zero", "mean"] = Field("mean", description="what replaces the head's output")
     max_examples: int = Field(512, ge=1, description="examples of the split read (the first ones)")
-    _heads: tuple[int, int, int] | None = PrivateAttr(None)  # (layers, heads, head axis) from the model
 
     def check(self, info, model, path):
         needs_classification(info, path, "head_ablation")
-        check_splits([self.split], info, f"{path}.split")
-        layers = attention_layers(model, path, self.registry_name)
-        axis = model.head_axis("head_out.0")
-        if axis is None or any(f"head_out.{i}" not in model.site_names() for i in range(layers)):
+        super().check(info, model, path)
+        if model.head_axis("head_out.0") is None or any(f"head_out.{i}" not in model.site_names()
+                                                         for i in range(self.shape()[0])):
             raise SpecError(path, "head_ablation edits the head outputs (sites head_out.0, head_out.1, ...); this "
                             "model has none")
-        device = next(model.parameters()).device
-        dtype = torch.long if info.input_kind == "tokens" else torch.float32
-        shapes = model.site_shapes(torch.zeros((model.members, 1, *info.input_shape), dtype=dtype, device=device))
-        self._heads = (layers, shapes["head_out.0"][axis - 2], axis)
-
-    def layout(self) -> tuple[int, int, int]:
-        if self._heads is None:
-            raise LearnscopeError("head_ablation: metric names come from the model's layers and heads, known once "
-                                  "the probe is checked against the model (Trainer does)")
-        return self._heads
 
     def needs(self, info):
-        layers = self.layout()[0]
         if self.mode == "zero":
             return Needs()
-        return Needs(sites={self.split: {f"head_out.{i}" for i in range(layers)}},
+        return Needs(sites={self.split: {f"head_out.{i}" for i in range(self.shape()[0])}},
                      site_examples={self.split: self.max_examples})
 
     def metric_names(self, info):
-        layers, heads, _ = self.layout()
+        layers, heads = self.shape()
         return [f"head_ablation/L{i}H{h}" for i in range(layers) for h in range(heads)]
 
-    @torch.no_grad()
     def measure(self, ctx):
-        layers, heads, axis = self.layout()
+        layers, heads = self.shape()
         x = ctx.trainer.data.splits[self.split][0][:, : self.max_examples]
         targets = ctx.targets(self.split)[:, : x.shape[1]]
         metrics = {}
         for layer in range(layers):
             site = f"head_out.{layer}"
+            axis = ctx.model.head_axis(site)
+            assert axis is not None  # checked
             if self.mode == "mean":  # [S, 1, ...]: per seed and position
                 replacement = ctx.activations(self.split, site, self.max_examples).mean(1, keepdim=True)
             else:
                 replacement = torch.zeros((), device=x.device)
             for head in range(heads):
-                outputs = self._ablated(ctx, x, site, axis, head, replacement)
+                ablate = partial(_replace, axis, head, replacement)
+                outputs, _ = ctx.run(x, {site: ablate})
                 metrics[f"head_ablation/L{layer}H{head}"] = example_accuracy(ctx.info, outputs, targets).mean(1)
         return metrics
 
-    def _ablated(self, ctx: ProbeContext, x: torch.Tensor, site: str, axis: int, head: int,
-                 replacement: torch.Tensor) -> torch.Tensor:
-        def ablate(value: torch.Tensor) -> torch.Tensor:
-            chosen = torch.zeros(value.shape[axis], dtype=torch.bool, device=value.device)
-            chosen[head] = True
-            mask = chosen.view(*([1] * axis), -1, *([1] * (value.dim() - axis - 1)))
-            return torch.where(mask, replacement.to(value.dtype), value)
 
-        model = ctx.model
-        was_training = model.training
-        model.eval()
-        outs = []
-        try:
-            for start in range(0, x.shape[1], CHUNK):
-                chunk = x[:, start : start + CHUNK]
-                edits = dict(ctx.trainer.site_edits(slice(0, x.shape[0]), slice(start, start + chunk.shape[1])))
-                inner = edits.get(site)
-                edits[site] = ablate if inner is None else partial(_after, inner, ablate)
-                outs.append(model(chunk, Sites(edits=edits)))
-        finally:
-            model.train(was_training)
-        return torch.cat(outs, dim=1)
-
-
-def _after(first: Edit, then: Edit, value: torch.Tensor) -> torch.Tensor:
-    return then(first(value))
+def _replace(axis: int, head: int, replacement: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """`value` with head `head` (along `axis`) replaced."""
+    return torch.where(selected(value, axis, [head]), replacement.to(value.dtype), value)

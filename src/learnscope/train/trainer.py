@@ -24,7 +24,7 @@ from torch.func import functional_call
 from learnscope import faults
 from learnscope.errors import SpecError, one_of
 from learnscope.losses import example_losses
-from learnscope.models.base import Edit, Model, Sites
+from learnscope.models.base import Edit, Model, Sites, then
 from learnscope.probes.base import Needs, Probe, ProbeContext
 from learnscope.seeding import generator
 from learnscope.spec import Experiment
@@ -60,10 +60,6 @@ def probes_of(experiment: Experiment) -> list[Probe]:
 
 def interventions_of(experiment: Experiment) -> list[Intervention]:
     return cast("list[Intervention]", experiment.interventions)
-
-
-def _then(first: Edit, second: Edit) -> Edit:
-    return lambda value: second(first(value))
 
 
 class Trainer:
@@ -286,7 +282,7 @@ class Trainer:
         for state in self.interventions:
             for site, edit in state.site_edits(self, self.step, members, examples).items():
                 earlier = edits.get(site)
-                edits[site] = edit if earlier is None else _then(earlier, edit)
+                edits[site] = edit if earlier is None else then(earlier, edit)
         return edits
 
     def gradients(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
