@@ -234,6 +234,43 @@ def test_ctrl_c_prints_the_resume_command(tmp_path):
     assert Store(store).get_run("long").status == "interrupted"
 
 
+@pytest.mark.parametrize("after", ["BEGIN IMMEDIATE", "INSERT INTO metrics"])
+def test_a_ctrl_c_inside_a_write_leaves_the_store_writable(after, stored, monkeypatch):
+    """The interrupt lands just after a statement of a write returns (where CI
+    once caught one): that write is rolled back whole, and the status the
+    interrupt handler writes next goes through."""
+    from learnscope.store import sqlite as store_sqlite
+
+    store = Store(stored)
+    before = len(store.metrics("tiny-a"))
+    real_execute, real_many = store_sqlite.GuardedConnection.execute, store_sqlite.GuardedConnection.executemany
+    armed = [True]
+
+    def interrupt_after(statement: str) -> None:
+        if armed[0] and statement.startswith(after):
+            armed[0] = False
+            raise KeyboardInterrupt
+
+    def execute(self, sql, parameters=()):
+        rows = real_execute(self, sql, parameters)
+        interrupt_after(sql)
+        return rows
+
+    def executemany(self, sql, rows):
+        real_many(self, sql, rows)
+        interrupt_after(sql)
+
+    monkeypatch.setattr(store_sqlite.GuardedConnection, "execute", execute)
+    monkeypatch.setattr(store_sqlite.GuardedConnection, "executemany", executemany)
+    with pytest.raises(KeyboardInterrupt):
+        store.write_metrics("tiny-a", 10_000, [0, 1], {"loss/train": [1.0, 2.0]})
+    assert not armed[0]
+    store.set_status("tiny-a", "interrupted", "interrupted by the user")
+    again = Store(stored)
+    assert again.get_run("tiny-a").status == "interrupted"
+    assert len(again.metrics("tiny-a")) == before  # the interrupted write left nothing
+
+
 # ------------------------------------------------------------------ the first minute
 
 

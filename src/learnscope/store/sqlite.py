@@ -193,8 +193,19 @@ class GuardedConnection:
         except sqlite3.Error as exc:
             raise explain(exc, self.db_path) from None
 
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.in_transaction
+
     def close(self) -> None:
         self.raw.close()
+
+
+def _roll_back_open(conn: sqlite3.Connection | GuardedConnection) -> None:
+    """Roll back the connection's open transaction, if it has one (a failed
+    COMMIT leaves it open; a failed BEGIN opened none)."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 class Store(RunStore):
@@ -260,8 +271,8 @@ class Store(RunStore):
     def _ensure_schema(self, raw: sqlite3.Connection) -> None:
         """Create the tables and stamp the version in one write transaction, so
         processes opening a new store at once see either nothing or all of it."""
-        raw.execute("BEGIN IMMEDIATE")
         try:
+            raw.execute("BEGIN IMMEDIATE")
             version = raw.execute("PRAGMA user_version").fetchone()[0]
             tables = raw.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
             if tables and version != SCHEMA_VERSION:
@@ -274,10 +285,10 @@ class Store(RunStore):
                     if statement.strip():
                         raw.execute(statement)
                 raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            raw.execute("COMMIT")
         except BaseException:
-            raw.execute("ROLLBACK")
+            _roll_back_open(raw)
             raise
-        raw.execute("COMMIT")
 
     def close(self) -> None:
         self.conn.close()
@@ -292,16 +303,19 @@ class Store(RunStore):
                     before_commit: Callable[[], None] | None = None) -> None:
         """Several statements in one transaction (all or nothing)."""
         self._refuse_writes()
-        self.conn.execute("BEGIN IMMEDIATE")
+        # A Ctrl-C that lands between an earlier BEGIN and its handler leaves a
+        # transaction nothing will finish: it was never committed, so roll it back.
+        _roll_back_open(self.conn)
         try:
+            self.conn.execute("BEGIN IMMEDIATE")
             for sql, rows in work:
                 self.conn.executemany(sql, rows)
             if before_commit is not None:
                 before_commit()
+            self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            _roll_back_open(self.conn)
             raise
-        self.conn.execute("COMMIT")
 
     # ------------------------------------------------------------ ownership
 
