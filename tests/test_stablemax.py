@@ -119,6 +119,28 @@ def test_gradients_flow_gradcheck_in_float64():
     assert at_kinks.grad is not None and torch.isfinite(at_kinks.grad).all()
 
 
+def test_the_closed_form_gradient_equals_autograd_through_the_definition():
+    """Unscored rows, logits at -inf and both branches, against autograd of the
+    definition written as plain ops."""
+    gen = torch.Generator().manual_seed(3)
+    logits = (torch.randn(40, 9, generator=gen, dtype=torch.float64) * 4).requires_grad_()
+    with torch.no_grad():
+        logits[:5, 7:] = float("-inf")
+    targets = torch.randint(0, 7, (40,), generator=gen)
+    targets[::6] = IGNORE
+    upstream = torch.rand(40, generator=gen, dtype=torch.float64)
+
+    def by_definition(x):
+        s = torch.where(x >= 0, x + 1, 1 / (1 - x.clamp(max=0)))
+        picked = s.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return torch.where(targets != IGNORE, -torch.log(picked / s.sum(-1)), 0.0)
+
+    (want,) = torch.autograd.grad((by_definition(logits) * upstream).sum(), logits)
+    (got,) = torch.autograd.grad((stablemax_cross_entropy(logits, targets) * upstream).sum(), logits)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-15)
+    assert (got[targets == IGNORE] == 0).all() and (got[:5, 7:] == 0).all()
+
+
 # ---------------------------------------------------------------- the recipe switch
 
 TASK = {"name": "gaussian-mixture", "classes": 4, "dim": 6, "samples": 64, "test_samples": 16}

@@ -77,23 +77,52 @@ def _cross_entropy(info: TaskInfo, outputs: torch.Tensor, targets: torch.Tensor,
                            ignore_index=IGNORE)
 
 
+def _stablemax_parts(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """s(x) = (1 + max(x, 0)) / d with d = 1 - min(x, 0): x + 1 for x >= 0 and
+    1 / (1 - x) below (0 at -inf), and d, whose 1 / d^2 is s's slope. Neither
+    branch divides by zero (d >= 1), so no gradient meets 0 · inf; the authors
+    add 1e-30 to the denominator for this, below float64's resolution at 1."""
+    d = x.clamp(max=0).neg_().add_(1)
+    return x.clamp(min=0).add_(1).div_(d), d
+
+
 def stablemax(x: torch.Tensor) -> torch.Tensor:
     """s(x) elementwise: x + 1 for x >= 0, 1 / (1 - x) for x < 0 (0 at -inf)."""
-    # the reciprocal of the branch not taken is kept finite (1 - min(x, 0) >= 1), so its
-    # gradient, masked by the where, is never 0 · inf; the authors add 1e-30 to the
-    # denominator for this, which is below float64's resolution next to 1 - x >= 1
-    return torch.where(x >= 0, x + 1, 1 / (1 - x.clamp(max=0)))
+    return _stablemax_parts(x)[0]
+
+
+class _StableMaxCrossEntropy(torch.autograd.Function):
+    """-log(s_t / S) with S = sum_j s(x_j), and its gradient in closed form:
+    d/dx_j = s'(x_j) / S - [j = t] s'(x_t) / s_t, with s' = 1 / d^2 (1 for
+    x >= 0). Autograd through the composed ops made a dozen [N, C] float64
+    passes per step, 16x the softmax's time at p = 59; this makes seven."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, targets: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+        s, d = _stablemax_parts(x)
+        total = s.sum(-1)
+        target = s.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        ctx.save_for_backward(d, total, target, targets, scored)
+        return torch.where(scored, -torch.log(target / total), 0.0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        d, total, target, targets, scored = ctx.saved_tensors
+        weight = torch.where(scored, grad, 0.0)
+        slope = (d * d).reciprocal_()
+        at_target = slope.gather(-1, targets.unsqueeze(-1)).squeeze(-1) * weight / target
+        out = slope.mul_((weight / total).unsqueeze(-1))
+        out.scatter_add_(-1, targets.unsqueeze(-1), -at_target.unsqueeze(-1))
+        return out, None, None
 
 
 def stablemax_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """[N]: -log(s(x_target) / sum_j s(x_j)) of logits [N, C] and targets [N]
     (class indices, IGNORE where not scored: 0 there), in float64, returned
     in the logits' dtype. Logits at -inf (outside a class group) have s = 0."""
-    s = stablemax(logits.to(torch.float64))
     scored = targets != IGNORE
-    target = s.gather(-1, torch.where(scored, targets, 0).unsqueeze(-1)).squeeze(-1)
-    losses = -torch.log(target / s.sum(-1))
-    return torch.where(scored, losses, 0.0).to(logits.dtype)
+    losses = _StableMaxCrossEntropy.apply(logits.to(torch.float64), torch.where(scored, targets, 0), scored)
+    return losses.to(logits.dtype)
 
 
 def example_accuracy(info: TaskInfo, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
