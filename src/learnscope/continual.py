@@ -41,7 +41,7 @@ class Stream:
 
     @classmethod
     def of(cls, experiment: Experiment) -> Stream | None:
-        blocks = experiment.task.blocks(experiment.recipe.steps)
+        blocks = experiment.task.training_blocks(experiment.recipe.steps, experiment.recipe.train_split)
         return cls(experiment.task.info().experiences, blocks) if blocks else None
 
     def row_steps(self) -> list[int]:

@@ -58,6 +58,9 @@ class EnsembleModel(nn.Module):
     x [S, B, ...] -> out [S, B, output_dim]."""
 
     members: int
+    # parameters that `init_from` leaves at their own initialization: the
+    # adapters added on top of a pretrained model (models/lora.py)
+    fresh: frozenset[str] = frozenset()
 
     def site_names(self) -> list[str]:
         raise NotImplementedError

@@ -94,6 +94,11 @@ class Task(TaskSpec):
         covering 0..steps. None for an ordinary task (one pool throughout)."""
         return None
 
+    def training_blocks(self, steps: int, train_split: str) -> list[Block] | None:
+        """The blocks updates follow: a stream's schedule when they draw from its
+        whole `train`, none when from one split (one experience alone)."""
+        return self.blocks(steps) if train_split == "train" else None
+
 
 def split_sizes(n: int, fraction: float, what: str) -> tuple[int, int]:
     """Sizes of a (train, rest) split that leaves both sides non-empty."""

@@ -78,7 +78,7 @@ class Trainer:
         self.probe_needs = self._check_probes()
 
         self.train_x, self.train_y = self._train_split()
-        self.blocks = task_of(experiment).blocks(self.recipe.steps)
+        self.blocks = task_of(experiment).training_blocks(self.recipe.steps, self.recipe.train_split)
         ranges = self.data.experience_ranges() if self.blocks else None
         self.sampler = BatchSampler(self.seeds, self.train_y.shape[1], self.recipe.batch_size, self.blocks, ranges)
         self._check_batch_size(ranges)
@@ -114,8 +114,10 @@ class Trainer:
         split = self.recipe.train_split
         if split not in self.data.splits:
             raise SpecError("recipe.train_split", f"unknown split '{split}'; {one_of(split, self.data.splits)}")
-        if self.info.experiences and split != "train":
-            raise SpecError("recipe.train_split", "a stream trains on its experiences' blocks; valid: train")
+        alone = [f"train/{e}" for e in range(self.info.experiences or 0)]
+        if self.info.experiences and split not in ("train", *alone):
+            raise SpecError("recipe.train_split", f"a stream trains on its experiences' blocks (train) or on one "
+                            f"experience alone; valid: train, {', '.join(alone)}")
         return self.data.splits[split]
 
     def initialize_from(self, tensors: dict[str, torch.Tensor], seeds: list[int], source: str) -> None:
@@ -129,6 +131,8 @@ class Trainer:
         index = [seeds.index(s) for s in self.seeds]
         with torch.no_grad():
             for name, p in self.model.named_parameters():
+                if name in self.model.fresh:
+                    continue
                 stored = tensors.get(f"param/{name}")
                 if stored is None or stored.shape[1:] != p.shape[1:]:
                     got = "missing" if stored is None else f"{tuple(stored.shape[1:])}"
