@@ -457,3 +457,19 @@ def test_program_bad_input(tmp_path):
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
     assert "did you mean 'grokking'" in proc.stderr and "Traceback" not in proc.stderr
     assert run_count(tmp_path / "s") == 0
+
+
+def test_report_figures_with_long_or_non_ascii_captions_get_file_names(tmp_path):
+    """A caption names its PNG; one past a file name's 255 bytes once crashed the
+    report with an OSError (a long signature caption)."""
+    from matplotlib.figure import Figure
+
+    from learnscope.report import save_figures
+    from learnscope.store.sqlite import Store
+
+    long = "forgetting of experience 0 against the rank α of the adapters ⊥ " * 8
+    captions = [long + "quick", long + "full", "α ⊥ β"]
+    figures = [(caption, Figure()) for caption in captions]
+    save_figures(Store(tmp_path / "store"), [], tmp_path, figures)
+    names = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert len(names) == 3 and all(len(name.encode()) <= 120 and name.isascii() for name in names)

@@ -26,9 +26,16 @@ from learnscope.runner import DEVICE_EVENT
 from learnscope.runs import Run
 from learnscope.store.sqlite import Store
 
+SLUG_CHARS = 100  # a file name's bytes are bounded (255 on most file systems); a caption is not
+
 
 def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+    """A file name for a caption: a long one is cut, and keeps a hash of the whole
+    so that two captions sharing their start still name two files."""
+    slug = "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in text)
+    if len(slug) <= SLUG_CHARS:
+        return slug
+    return f"{slug[:SLUG_CHARS - 13]}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 def report_run(run: Run, out: str | Path | None = None) -> Path:
