@@ -41,9 +41,9 @@ def example_losses(info: TaskInfo, outputs: torch.Tensor, targets: torch.Tensor,
     cross-entropy's normalization (classification and sequence tasks)."""
     S, B = targets.shape[:2]
     if not info.is_classification:
-        if loss != "softmax":
+        if loss == "stablemax":
             raise SpecError("recipe.loss", f"{loss} applies to classification and sequence tasks; "
-                            "this task is regression (mse); valid: softmax")
+                            "this task is regression (mse); valid: softmax, mse")
         return (outputs - targets).square().reshape(S, B, -1).mean(-1)
     flat = _cross_entropy(info, outputs, targets, loss)
     if not info.sequence:
@@ -68,6 +68,8 @@ def _cross_entropy(info: TaskInfo, outputs: torch.Tensor, targets: torch.Tensor,
                    loss: LossKind = "softmax") -> torch.Tensor:
     """Per scored target, flat: [S · B] or [S · B · T], 0 at IGNORE."""
     outputs = info.restrict_outputs(outputs, targets)
+    if loss == "mse":
+        return squared_error_to_one_hot(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1))
     if loss == "stablemax":
         return stablemax_cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1))
     classes = outputs.shape[-1]
@@ -123,6 +125,17 @@ def stablemax_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torc
     scored = targets != IGNORE
     losses = _StableMaxCrossEntropy.apply(logits.to(torch.float64), torch.where(scored, targets, 0), scored)
     return losses.to(logits.dtype)
+
+
+def squared_error_to_one_hot(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """[N]: the mean over classes of (output - one-hot target)^2, of outputs [N, C]
+    and targets [N] (IGNORE: 0). Outputs at -inf (outside an example's class
+    group) are left out of the mean: only its group's classes are scored."""
+    scored = targets != IGNORE
+    in_group = torch.isfinite(outputs)
+    one_hot = F.one_hot(torch.where(scored, targets, 0), outputs.shape[-1]).to(outputs.dtype)
+    error = torch.where(in_group, outputs - one_hot, 0.0).square().sum(-1) / in_group.sum(-1).clamp(min=1)
+    return torch.where(scored, error, 0.0)
 
 
 def example_accuracy(info: TaskInfo, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -96,7 +96,7 @@ _COMPONENT_KINDS: dict[str, tuple[registry.Registry, type[Component]]] = {
 }
 
 
-LossKind = Literal["softmax", "stablemax"]
+LossKind = Literal["softmax", "stablemax", "mse"]
 
 
 class Recipe(Parameters):
@@ -115,8 +115,9 @@ class Recipe(Parameters):
     betas: tuple[float, float] = (0.9, 0.98)
     steps: int = Field(1000, ge=1)
     loss: LossKind = Field(
-        "softmax", description="the cross-entropy of classification and sequence tasks: of the softmax, or of "
-        "StableMax (Prieto et al.; computed in float64); regression tasks ignore it (mean squared error) and refuse stablemax"
+        "softmax", description="the loss of classification and sequence tasks: the cross-entropy of the softmax, "
+        "or of StableMax (Prieto et al.; computed in float64), or mse: the squared error of the outputs against the "
+        "one-hot target, averaged over the classes; regression tasks use mean squared error and refuse the others"
     )
     flush_denormal: bool = Field(
         False, description="while training on a CPU, treat subnormal floats as zero (x86 FTZ/DAZ): a saturated "

@@ -62,10 +62,10 @@ def initialize(model: nn.Module, seeds: Sequence[int]) -> None:
 class Linear(StackedModule):
     """y = x W + b per seed; W is [S, in, out]. PyTorch's default init."""
 
-    def __init__(self, members: int, d_in: int, d_out: int, bias: bool = True):
+    def __init__(self, members: int, d_in: int, d_out: int, bias: bool = True, weight_init: Init | None = None):
         super().__init__(members)
         bound = 1 / math.sqrt(d_in)
-        self.weight = self.stacked_parameter("weight", (d_in, d_out), uniform_init(bound))
+        self.weight = self.stacked_parameter("weight", (d_in, d_out), weight_init or uniform_init(bound))
         self.bias = self.stacked_parameter("bias", (1, d_out), uniform_init(bound)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

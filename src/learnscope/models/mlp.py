@@ -28,6 +28,11 @@ class MLP(Model):
     hidden: list[int] = Field([512], min_length=1)
     activation: Literal["relu", "gelu", "tanh", "silu", "quadratic"] = "relu"
     embed: int = Field(128, ge=1, description="token embedding width (token inputs only)")
+    token_input: Literal["embedding", "one_hot"] = Field(
+        "embedding", description="token inputs: a learned embedding of `embed` per token, or each token's one-hot "
+        "vector, concatenated (the modular-arithmetic MLPs of Gromov, Doshi et al.)")
+    init_std: float | None = Field(None, gt=0, description="every weight matrix drawn N(0, init_std^2); None: "
+                                   "PyTorch's default, uniform in ±1/sqrt(fan_in) (biases keep it)")
     output_scale: float = Field(1.0, gt=0, description="alpha: the output is multiplied by it")
     mirror_init: bool = False
     bias: bool = True
@@ -63,17 +68,23 @@ class MLPNetwork(EnsembleModel):
         super().__init__()
         self.members = members
         self.spec = spec
-        if info.input_kind == "tokens":
+        self.one_hot_vocab = None
+        if info.input_kind == "tokens" and spec.token_input == "one_hot":
+            self.embedding = None
+            self.one_hot_vocab = info.vocab_size
+            d_in = info.vocab_size * info.input_shape[0]
+        elif info.input_kind == "tokens":
             self.embedding = layers.Embedding(members, info.vocab_size, spec.embed)
             d_in = spec.embed * info.input_shape[0]
         else:
             self.embedding = None
             d_in = math.prod(info.input_shape)  # vectors per position ([T, F]) are read flattened
         widths = [d_in, *spec.hidden]
+        init = layers.normal_init(spec.init_std) if spec.init_std is not None else None
         self.hidden = torch.nn.ModuleList(
-            layers.Linear(members, a, b, bias=spec.bias) for a, b in zip(widths[:-1], widths[1:])
+            layers.Linear(members, a, b, bias=spec.bias, weight_init=init) for a, b in zip(widths[:-1], widths[1:])
         )
-        self.head = layers.Linear(members, widths[-1], info.output_dim, bias=spec.bias)
+        self.head = layers.Linear(members, widths[-1], info.output_dim, bias=spec.bias, weight_init=init)
         self.act = layers.ACTIVATIONS[spec.activation]
         self.scale = spec.output_scale
 
@@ -81,7 +92,10 @@ class MLPNetwork(EnsembleModel):
         return ["embed", *(f"hidden.{i}" for i in range(len(self.hidden))), "penultimate", "logits"]
 
     def forward(self, x: torch.Tensor, sites: Sites | None = None) -> torch.Tensor:
-        h = self.embedding(x).flatten(-2) if self.embedding is not None else x.flatten(2)
+        if self.one_hot_vocab is not None:
+            h = torch.nn.functional.one_hot(x, self.one_hot_vocab).flatten(-2).to(self.head.weight.dtype)
+        else:
+            h = self.embedding(x).flatten(-2) if self.embedding is not None else x.flatten(2)
         if sites is not None:
             h = sites("embed", h)
         for i, layer in enumerate(self.hidden):
