@@ -3,6 +3,15 @@
 Inputs are the token sequence [a, b, =] (vocabulary p + 1), as in the
 transformer grokking papers; the MLP embeds each token and concatenates.
 The train/test partition of the table is drawn per seed.
+
+With `label_noise` = xi > 0, a fraction xi of the training examples (drawn
+per seed) get a wrong label: the true one shifted by a uniform 1..p-1, so
+uniform over the other p - 1 residues (Doshi et al., "To grok or not to
+grok", corrupt to a uniform label over all p, which leaves about 1/p of
+them right; here every corrupted label is wrong, so accuracy on them
+measures memorization alone). The test split keeps the true labels, and
+the train split is also offered as `train_clean` and `train_noisy` (the
+corrupted examples).
 """
 
 from __future__ import annotations
@@ -28,6 +37,8 @@ class ModularArithmetic(Task):
     p: int = Field(97, ge=2, le=1000, description="the modulus")
     op: Literal["+", "-", "−", "*", "×", "x", "/", "÷"] = "+"
     train_fraction: float = Field(0.4, gt=0, lt=1)
+    label_noise: float = Field(0.0, ge=0, lt=1, description="fraction of training labels replaced by a wrong "
+                               "residue (test labels stay true)")
 
     @field_validator("op")
     @classmethod
@@ -48,8 +59,21 @@ class ModularArithmetic(Task):
                 raise ValueError(f"gives {n_train} training examples of {n}; both splits must be non-empty")
         return train_fraction
 
+    @field_validator("label_noise")
+    @classmethod
+    def _noise_leaves_both_parts(cls, label_noise, info):
+        p, op, train_fraction = info.data.get("p"), info.data.get("op"), info.data.get("train_fraction")
+        if label_noise > 0 and None not in (p, op, train_fraction):
+            n_train = int(round(p * (p - 1 if _OPS[op] == "/" else p) * train_fraction))
+            n_noisy = int(round(n_train * label_noise))
+            if not 0 < n_noisy < n_train:
+                raise ValueError(f"gives {n_noisy} corrupted labels of {n_train} training examples; "
+                                 "train_clean and train_noisy must both be non-empty")
+        return label_noise
+
     def info(self) -> TaskInfo:
-        return TaskInfo("tokens", (3,), self.p, "cross_entropy", ("train", "test"), vocab_size=self.p + 1)
+        splits = ("train", "test") + (("train_clean", "train_noisy") if self.label_noise > 0 else ())
+        return TaskInfo("tokens", (3,), self.p, "cross_entropy", splits, vocab_size=self.p + 1)
 
     def build(self, seed: int) -> Dataset:
         p, op = self.p, _OPS[self.op]
@@ -67,4 +91,16 @@ class ModularArithmetic(Task):
         inputs = torch.stack([a, b, torch.full_like(a, p)], dim=1)
         n_train, _ = split_sizes(len(a), self.train_fraction, "task.train_fraction")
         order = torch.randperm(len(a), generator=generator(seed, "data", "split"))
-        return Dataset(inputs, c, {"train": order[:n_train], "test": order[n_train:]})
+        train = order[:n_train]
+        splits = {"train": train, "test": order[n_train:]}
+        if self.label_noise > 0:  # its own stream: the split above is the same with or without noise
+            gen = generator(seed, "data", "label_noise")
+            n_noisy = int(round(n_train * self.label_noise))
+            is_noisy = torch.zeros(n_train, dtype=torch.bool)
+            is_noisy[torch.randperm(n_train, generator=gen)[:n_noisy]] = True
+            shift = torch.randint(1, p, (n_noisy,), generator=gen)
+            c = c.clone()
+            c[train[is_noisy]] = (c[train[is_noisy]] + shift) % p  # always another residue
+            splits["train_clean"] = train[~is_noisy]
+            splits["train_noisy"] = train[is_noisy]
+        return Dataset(inputs, c, splits)
