@@ -41,15 +41,25 @@ class MarkovText(Task):
                                    "seed draws its own")
     train_sequences: int = Field(4096, ge=1, le=10_000_000)
     test_sequences: int = Field(512, ge=1, le=1_000_000)
+    repeated_sequences: int = Field(0, ge=0, description="n: training sequences repeated (the first n), with a "
+                                    "`repeated` split of them; 0: none, no such split")
+    repeats: int = Field(1, ge=1, description="R: times each repeated sequence is in the train split, in place "
+                         "of n*(R-1) unique ones")
 
     @model_validator(mode="after")
     def _fits(self):
         if self.branching > self.vocab:
             raise ValueError(f"branching ({self.branching}) must be at most vocab ({self.vocab})")
+        if self.repeats > 1 and self.repeated_sequences == 0:
+            raise ValueError(f"repeats ({self.repeats}) needs repeated_sequences >= 1 (0 repeats nothing)")
+        if self.repeated_sequences * self.repeats > self.train_sequences:
+            raise ValueError(f"repeated_sequences x repeats ({self.repeated_sequences} x {self.repeats}) must be "
+                             f"at most train_sequences ({self.train_sequences})")
         return self
 
     def info(self) -> TaskInfo:
-        return TaskInfo("tokens", (self.length,), self.vocab + 1, "cross_entropy", ("train", "test"),
+        splits = ("train", "test", "repeated") if self.repeated_sequences else ("train", "test")
+        return TaskInfo("tokens", (self.length,), self.vocab + 1, "cross_entropy", splits,
                         vocab_size=self.vocab + 1, sequence=True)
 
     def transitions(self, seed: int) -> torch.Tensor:
@@ -72,5 +82,9 @@ class MarkovText(Task):
         for t in range(2, self.length + 1):
             tokens[:, t] = torch.multinomial(matrix[tokens[:, t - 1]], 1, generator=gen)[:, 0]
         index = torch.arange(n)
-        return Dataset(tokens[:, :-1], tokens[:, 1:].contiguous(),
-                       {"train": index[: self.train_sequences], "test": index[self.train_sequences :]})
+        splits = {"train": index[: self.train_sequences], "test": index[self.train_sequences :]}
+        if self.repeated_sequences:
+            repeated = index[: self.repeated_sequences]
+            unique = index[self.repeated_sequences : self.train_sequences - self.repeated_sequences * (self.repeats - 1)]
+            splits.update(train=torch.cat([repeated.repeat(self.repeats), unique]), repeated=repeated)
+        return Dataset(tokens[:, :-1], tokens[:, 1:].contiguous(), splits)
