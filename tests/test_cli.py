@@ -291,7 +291,7 @@ BAD_RUNS = {
     "train_fraction 0": (["run", "grokking", "--quick", "--set", "task.train_fraction=0"],
                          ["task.train_fraction", "greater than 0"]),
     "unknown component": (["run", "SPEC", "--set", "model.name=mlpp"],
-                          ["model.name", "mlpp", "mlp, torch-module, transformer", "did you mean 'mlp'"]),
+                          ["model.name", "mlpp", "lora, mlp, random-features, torch-module, transformer", "did you mean 'mlp'"]),
     "override not key=value": (["run", "SPEC", "--set", "recipe.lr"], ["--set", "key=value"]),
     "batch larger than data": (["run", "SPEC", "--set", "recipe.batch_size=100000"], ["recipe.batch_size", "64"]),
     "quick on a spec file": (["run", "SPEC", "--quick"], ["--quick", "phenomena"]),
