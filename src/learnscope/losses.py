@@ -88,11 +88,6 @@ def _stablemax_parts(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x.clamp(min=0).add_(1).div_(d), d
 
 
-def stablemax(x: torch.Tensor) -> torch.Tensor:
-    """s(x) elementwise: x + 1 for x >= 0, 1 / (1 - x) for x < 0 (0 at -inf)."""
-    return _stablemax_parts(x)[0]
-
-
 class _StableMaxCrossEntropy(torch.autograd.Function):
     """-log(s_t / S) with S = sum_j s(x_j), and its gradient in closed form:
     d/dx_j = s'(x_j) / S - [j = t] s'(x_t) / s_t, with s' = 1 / d^2 (1 for

@@ -35,35 +35,27 @@ from pydantic import Field, model_validator
 from learnscope import registry
 from learnscope.losses import IGNORE
 from learnscope.seeding import generator
-from learnscope.tasks.base import Dataset, Task, TaskInfo
-from learnscope.tasks.markov_text import MarkovText
+from learnscope.tasks.base import Dataset, TaskInfo
+from learnscope.tasks.markov_text import MarkovChainCorpus, MarkovText
 
 SPLITS = ("train", "test", "items", "controls", "items_recall", "controls_recall")
 
 
 @registry.tasks.register("few-shot-items")
-class FewShotItems(Task):
-    vocab: int = Field(64, ge=2, le=100000, description="V: tokens of the chain and the items (plus <bos>)")
+class FewShotItems(MarkovChainCorpus):
     length: int = Field(16, ge=2, le=4096, description="tokens after <bos>, background and items alike")
-    branching: int = Field(4, ge=1, description="successors of every token in the background chain")
-    chain_seed: int | None = Field(None, ge=0, description="one chain for every seed (seed k's); unset: each "
-                                   "seed draws its own")
-    train_sequences: int = Field(4096, ge=1, le=10_000_000, description="background sequences trained on")
     test_sequences: int = Field(256, ge=1, le=1_000_000, description="background sequences held out")
     items: int = Field(32, ge=1, le=100_000, description="items (seen once) and as many matched controls")
     cue: int = Field(4, ge=1, description="an item's leading tokens given as the cue of recall (not scored there)")
 
     @model_validator(mode="after")
-    def _fits(self):
-        if self.branching > self.vocab:
-            raise ValueError(f"branching ({self.branching}) must be at most vocab ({self.vocab})")
+    def _cue_fits(self):
         if self.cue >= self.length:
             raise ValueError(f"cue ({self.cue}) must be below length ({self.length}): the continuation is the rest")
         return self
 
     def background(self) -> MarkovText:
-        return MarkovText(vocab=self.vocab, length=self.length, branching=self.branching, chain_seed=self.chain_seed,
-                          train_sequences=self.train_sequences, test_sequences=self.test_sequences)
+        return MarkovText(**self.chain_fields())
 
     def info(self) -> TaskInfo:
         return TaskInfo("tokens", (self.length,), self.vocab + 1, "cross_entropy", SPLITS,

@@ -32,24 +32,37 @@ from learnscope.seeding import generator
 from learnscope.tasks.base import Dataset, Task, TaskInfo
 
 
-@registry.tasks.register("markov-text")
-class MarkovText(Task):
+class MarkovChainCorpus(Task):
+    """The chain's parameters, shared by the tasks built on this corpus."""
+
     vocab: int = Field(64, ge=2, le=100000, description="V: tokens of the chain (plus <bos>)")
     length: int = Field(32, ge=2, le=4096, description="tokens after <bos>")
     branching: int = Field(4, ge=1, description="successors of every token")
     chain_seed: int | None = Field(None, ge=0, description="one chain for every seed (seed k's); unset: each "
                                    "seed draws its own")
-    train_sequences: int = Field(4096, ge=1, le=10_000_000)
-    test_sequences: int = Field(512, ge=1, le=1_000_000)
+    train_sequences: int = Field(4096, ge=1, le=10_000_000, description="sequences trained on")
+    test_sequences: int = Field(512, ge=1, le=1_000_000, description="sequences held out")
+
+    @model_validator(mode="after")
+    def _branching_fits(self):
+        if self.branching > self.vocab:
+            raise ValueError(f"branching ({self.branching}) must be at most vocab ({self.vocab})")
+        return self
+
+    def chain_fields(self) -> dict:
+        """This corpus's chain parameters, as `markov-text` takes them."""
+        return {field: getattr(self, field) for field in MarkovChainCorpus.model_fields}
+
+
+@registry.tasks.register("markov-text")
+class MarkovText(MarkovChainCorpus):
     repeated_sequences: int = Field(0, ge=0, description="n: training sequences repeated (the first n), with a "
                                     "`repeated` split of them; 0: none, no such split")
     repeats: int = Field(1, ge=1, description="R: times each repeated sequence is in the train split, in place "
                          "of n*(R-1) unique ones")
 
     @model_validator(mode="after")
-    def _fits(self):
-        if self.branching > self.vocab:
-            raise ValueError(f"branching ({self.branching}) must be at most vocab ({self.vocab})")
+    def _repeats_fit(self):
         if self.repeats > 1 and self.repeated_sequences == 0:
             raise ValueError(f"repeats ({self.repeats}) needs repeated_sequences >= 1 (0 repeats nothing)")
         if self.repeated_sequences * self.repeats > self.train_sequences:
