@@ -8,7 +8,8 @@ upper bound), `ewc` and `si` (regularizers), `replay`, `power-law-rehearsal`
 and `agem` (rehearsal), `lwf` (distillation).
 
 Unlearning methods (for tasks with forget and retain splits): `finetune`,
-`gradient-ascent`, `gradient-difference`, `ga-kl`, `npo`, `relabel`.
+`gradient-ascent`, `gradient-difference`, `ga-kl`, `npo`, `relabel`; and
+`worst-case-forget-set`, which replaces the forget set by a searched one.
 
 Every module here is imported by the registry on its first lookup
 (learnscope.registry.discover): a new file with a registered component

@@ -1,6 +1,7 @@
 """The hook points at which interventions change training.
 
-Per update: at a stream's switch of block `on_block`; the batch may be
+Once per run of the trainer, before its first update or probe (at step 0,
+or at a resumed checkpoint's step): `on_start`. Per update: at a stream's switch of block `on_block`; the batch may be
 changed (`batch`); the model's sites may be edited in every forward pass
 (`site_edits`, also in the probes' passes); loss terms are added to the task
 loss (`loss`); after backward the gradients may be changed
@@ -75,6 +76,13 @@ class InterventionState:
     # holds when built (a gradient average, an anchor and its importance): what the memory
     # estimate adds for it (train/memory.py). A state that does not say counts one.
     parameter_copies: int = 1
+
+    def on_start(self, trainer: TrainerView) -> None:
+        """Training is about to begin (trainer.step == 0) or resume (a checkpoint's
+        step): the parameters are in place, `init_from`'s or the checkpoint's, and
+        trainer.initial_params hold what the run started from. Called before the
+        first probe, so a change made here (e.g. a split rewritten in place) is
+        what every probe sees."""
 
     def on_block(self, trainer: TrainerView, block: Block, previous: Block | None) -> None:
         """A stream's next block begins (before its first update): `previous` is

@@ -398,6 +398,8 @@ class Trainer:
         # a process-wide CPU flag (torch has no getter): set for this run, back to the default after
         flushing = recipe.flush_denormal and torch.set_flush_denormal(True)
         try:
+            for state in self.interventions:
+                state.on_start(self)
             if self.is_probe_step(self.step) and on_probe is not None:
                 on_probe(self.step, self.measure())
             while self.step < recipe.steps:
