@@ -131,3 +131,62 @@ def test_a_resumed_run_continues_exactly():
 def test_bad_dropout_specs_are_one_line(fields, message):
     with pytest.raises((SpecError, ValueError), match=message):
         Trainer(experiment([dropout(**fields)]))
+
+
+# ---------------------------------------------------------------- nested dropout and truncation
+
+
+def test_nested_dropout_keeps_a_geometric_number_of_leading_units():
+    from scipy.stats import geom
+
+    trainer = Trainer(experiment([{"name": "nested-dropout", "site": SITE, "rho": 0.2}], seeds=(0,)))
+    state = trainer.interventions[0]
+    state._batch = 20_000  # draws of b for many examples at one step
+    b = state.kept(trainer, 0)[0].numpy()
+    for value in (1, 2, 3, 5, 8):
+        assert abs((b == value).mean() - geom.pmf(value, 0.2)) < 0.01
+    assert abs(b.mean() - 1 / 0.2) < 0.1
+
+
+def test_a_nested_dropout_update_zeroes_the_trailing_units_without_rescaling():
+    trainer = Trainer(experiment([{"name": "nested-dropout", "site": SITE, "rho": 0.3}]))
+    plain = Trainer(experiment())
+    x, y = plain.batch()
+    trainer.train_step()
+    kept = trainer.interventions[0].kept(trainer, 0)
+    names = [n for n, _ in plain.model.named_parameters()]
+    for member in range(2):
+        mask = (torch.arange(12) < kept[member].unsqueeze(1)).float()  # [batch, units]
+        params = [q[member : member + 1].detach().clone().requires_grad_(True) for q in plain.params]
+        sites = Sites(edits={SITE: lambda h, m=mask: h * m})
+        out = torch.func.functional_call(plain.model, dict(zip(names, params)), (x[member : member + 1], sites))
+        grads = torch.autograd.grad(torch.nn.functional.cross_entropy(out[0], y[member]), params)
+        for got, q, g in zip(trainer.params, plain.params, grads):
+            torch.testing.assert_close(got[member], q[member] - 0.2 * g[0])
+
+
+def test_truncation_is_the_accuracy_with_the_trailing_units_zeroed():
+    spec = experiment().to_dict()
+    spec["probes"] = [{"name": "truncation", "site": SITE, "keep": [12, 1, 5], "splits": ["test"]},
+                      {"name": "accuracy", "splits": ["test"]}]
+    trainer = Trainer(Experiment.model_validate(spec))
+    trainer.run()
+    metrics = trainer.measure()
+    x, y = trainer.data.splits["test"]
+    for k in (1, 5):
+        with torch.no_grad():
+            out = trainer.model(x, Sites(edits={SITE: lambda h, k=k: h * (torch.arange(12) < k).float()}))
+        torch.testing.assert_close(metrics[f"truncation/test/k{k}"], (out.argmax(-1) == y).float().mean(1))
+    torch.testing.assert_close(metrics["truncation/test/k12"], metrics["accuracy/test"])
+
+
+def test_truncation_past_the_width_is_one_line(tmp_path, capsys):
+    from helpers import cli
+
+    spec = experiment().to_dict()
+    spec["probes"] = [{"name": "truncation", "site": SITE, "keep": [4, 13]}]
+    path = tmp_path / "spec.json"
+    path.write_text(__import__("json").dumps(spec))
+    code, _, err = cli(capsys, "run", path, "--store", tmp_path / "store")
+    assert code == 2 and "13 units kept, but site 'hidden.0' has 12; valid: 1 to 12" in err
+    assert len(err.strip().splitlines()) == 1

@@ -30,6 +30,7 @@ the same units.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -118,3 +119,63 @@ class DropoutState(InterventionState):
                      for seed in trainer.seeds]
             self._masks = (step, torch.stack(draws) >= p)
         return self._masks[1]
+
+
+@registry.interventions.register("nested-dropout")
+class NestedDropout(Intervention):
+    """Ordered (nested) dropout at `site` in training: per example b ~ Geometric(rho), units b+1..K zeroed.
+
+    "Learning Ordered Representations with Nested Dropout" (Rippel et al.
+    2014), as "Compressing Features for Learning with Noisy Labels" uses it:
+    each example keeps the first b units along the site's last axis (every
+    position of a sequence the same b) and loses the rest, b drawn from
+    P(b) = rho (1 - rho)^(b - 1), b >= 1 (mean 1/rho), capped at the width
+    K. No rescaling: a unit's activation is the same whenever it is kept,
+    which is what orders the units by importance. Probes see the model
+    without it; the `truncation` probe measures the order. Draws per seed
+    from (seed, "nested-dropout", site, step), for the whole batch, as
+    `dropout`'s."""
+
+    site: str = Field(description="a site of the model (`learnscope sites` lists them)")
+    rho: float = Field(0.1, gt=0, le=1, description="the geometric distribution's success probability: mean b = 1/rho")
+
+    def build(self, trainer: TrainerView) -> InterventionState:
+        trainer.model.check_sites([self.site], f"{self.spec_path(trainer)}.site")
+        return NestedDropoutState(self)
+
+
+class NestedDropoutState(InterventionState):
+    parameter_copies = 0
+
+    def __init__(self, spec: NestedDropout):
+        self.spec = spec
+        self._batch = 0
+        self._kept: tuple[int, torch.Tensor] | None = None  # (step, units kept by every seed's examples [S, batch])
+
+    def batch(self, trainer: TrainerView, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._batch = y.shape[1]
+        return x, y
+
+    def site_edits(self, trainer: TrainerView, step: int, members: slice, examples: slice) -> dict[str, Edit]:
+        if not trainer.model.training:
+            return {}
+
+        def truncate(value: torch.Tensor) -> torch.Tensor:
+            kept = self.kept(trainer, step)[members, examples].to(value.device)
+            units = torch.arange(value.shape[-1], device=value.device)
+            mask = units < kept.view(*kept.shape, *([1] * (value.dim() - 2)))
+            return value * mask.to(value.dtype)
+
+        return {self.spec.site: truncate}
+
+    def kept(self, trainer: TrainerView, step: int) -> torch.Tensor:
+        """b of every example of the update's batch, per seed: [S, batch]."""
+        if self._kept is None or self._kept[0] != step:
+            rho = self.spec.rho
+            draws = [torch.rand(self._batch, generator=generator(seed, "nested-dropout", self.spec.site, step),
+                                dtype=torch.float64) for seed in trainer.seeds]
+            uniform = torch.stack(draws).clamp(min=1e-300)
+            # inverse CDF: the failures before the first success, floor(ln U / ln(1 - rho)), plus one
+            failures = torch.zeros_like(uniform) if rho == 1 else torch.floor(uniform.log() / math.log1p(-rho))
+            self._kept = (step, (failures + 1).clamp(max=2**31 - 1).long())
+        return self._kept[1]
