@@ -40,3 +40,22 @@ def learnscope(*args, fault: str | None = None) -> subprocess.CompletedProcess:
         env[faults.ENV_VAR] = fault
     return subprocess.run([sys.executable, "-m", "learnscope", *map(str, args)], env=env, capture_output=True,
                           text=True, timeout=300)
+
+
+def assert_resumes_exactly(build, first_steps: int = 3) -> None:
+    """A run cut after `first_steps` updates and resumed from its state ends
+    where the uninterrupted run does; `build()` makes a fresh trainer of it."""
+    import torch
+
+    whole = build()
+    whole.run()
+    first = build()
+    for state in first.interventions:
+        state.on_start(first)  # as run() begins
+    for _ in range(first_steps):
+        first.train_step()
+    resumed = build()
+    resumed.load_state(*first.state())
+    resumed.run()
+    for p, q in zip(whole.params, resumed.params):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)

@@ -242,7 +242,9 @@ def test_refuses_bad_options():
 
 def test_arms_are_the_same_at_both_sizes():
     phenomenon = CorruptedLabelGrokking()
-    assert [a.name for a in phenomenon.arms(True)] == [a.name for a in phenomenon.arms(False)] == ["coexistence"]
+    names = ["coexistence", "continued", "inversion"]
+    assert [a.name for a in phenomenon.arms(True)] == [a.name for a in phenomenon.arms(False)] == names
+    assert [a.starts_from for a in phenomenon.arms(True)] == [None, "coexistence", "coexistence"]
     quick = phenomenon.arms(True)[0].experiment
     assert quick.task.label_noise > 0 and quick.model.activation == "quadratic" and not quick.model.bias
     assert quick.recipe.weight_decay > 0

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from helpers import cli
+from helpers import assert_resumes_exactly, cli
 from learnscope.interventions.coteaching import CoTeaching
 from learnscope.spec import Experiment
 from learnscope.train.trainer import Trainer
@@ -81,17 +81,7 @@ def test_a_pair_in_an_ensemble_trains_as_its_own_run():
 
 
 def test_a_resumed_run_continues_exactly():
-    spec = experiment(steps=8, warmup=5)
-    whole = Trainer(spec)
-    whole.run()
-    first = started(spec)
-    for _ in range(3):
-        first.train_step()
-    resumed = Trainer(spec)
-    resumed.load_state(*first.state())
-    resumed.run()
-    for p, q in zip(whole.params, resumed.params):
-        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert_resumes_exactly(lambda: Trainer(experiment(steps=8, warmup=5)))
 
 
 def test_an_odd_number_of_seeds_is_one_line(tmp_path, capsys):

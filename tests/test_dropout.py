@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import assert_resumes_exactly
 from learnscope.errors import SpecError
 from learnscope.interventions.dropout import Dropout
 from learnscope.models.base import Sites
@@ -110,16 +111,7 @@ def test_seed_k_of_an_ensemble_drops_as_its_single_run():
 
 def test_a_resumed_run_continues_exactly():
     spec = experiment([dropout(mode="early", schedule="linear", cutoff=4, samples=2)], steps=8)
-    whole = Trainer(spec)
-    whole.run()
-    first = Trainer(spec)
-    for _ in range(3):
-        first.train_step()
-    resumed = Trainer(spec)
-    resumed.load_state(*first.state())
-    resumed.run()
-    for p, q in zip(whole.params, resumed.params):
-        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert_resumes_exactly(lambda: Trainer(spec))
 
 
 @pytest.mark.parametrize("fields, message", [

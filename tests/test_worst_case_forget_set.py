@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import brentq, minimize
 
+from helpers import assert_resumes_exactly
 from learnscope.errors import SpecError
 from learnscope.interventions.forget_search import capped_simplex_projection
 from learnscope.spec import Experiment
@@ -172,19 +173,8 @@ def test_restart_trains_from_the_seeds_own_initialization():
 @pytest.mark.parametrize("restart", [False, True])
 def test_a_resumed_run_continues_exactly(restart):
     original = trained()
-    search = {**SEARCH, "restart": restart}
-    whole = searching(original, search, steps=8, train_split="retain")
-    whole.run()
-    first = searching(original, search, steps=8, train_split="retain")
-    first.interventions[0].on_start(first)  # as run() begins
-    for _ in range(4):
-        first.train_step()
-    tensors, meta = first.state()
-    resumed = searching(original, search, steps=8, train_split="retain")
-    resumed.load_state(tensors, meta)
-    resumed.run()
-    for p, q in zip(whole.params, resumed.params):
-        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert_resumes_exactly(lambda: searching(original, {**SEARCH, "restart": restart}, steps=8,
+                                             train_split="retain"), first_steps=4)
 
 
 def test_a_task_without_forget_and_retain_splits_is_one_line():

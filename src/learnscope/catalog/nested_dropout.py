@@ -81,8 +81,8 @@ def experiment(quick: bool, nested: bool) -> Experiment:
 
 @registry.phenomena.register("nested-dropout")
 class NestedDropoutOrder(Phenomenon):
-    summary = (f"truncated to its first k units, a layer trained with nested dropout degrades gracefully and in "
-               f"order; trained plainly, abruptly (at k = {FEW})")
+    summary = ("truncated to its first k units, a layer trained with nested dropout degrades gracefully and in "
+               "order; trained plainly, abruptly (at k = 8)")
     source = "Compressing Features for Learning with Noisy Labels"
     headline = "accuracy/test"
     thresholds = (SLACK, NESTED_SHARE, SHARE_GAP)

@@ -25,7 +25,9 @@ same update for M times their compute.
 Masks come per seed from generators derived from (seed, "dropout", site,
 step), drawn for the update's whole batch, and a pass over a share of it
 takes that share: every memory plan, every ensemble and a resumed run drop
-the same units.
+the same units. (An intervention listed after `dropout` that adds examples
+to the batch, as `replay` does, gets masks drawn for the longer batch; list
+`dropout` last for the masks to be the same under every memory plan.)
 """
 
 from __future__ import annotations
@@ -107,15 +109,19 @@ class DropoutState(InterventionState):
             return {}
 
         def drop(value: torch.Tensor) -> torch.Tensor:
-            keep = self.keep_masks(trainer, step, value.shape[2:], p)[members, examples]
+            keep = self.keep_masks(trainer, step, value.shape[2:], p, examples.stop)[members, examples]
             return value * keep.to(value.device, value.dtype) / (1 - p)
 
         return {self.spec.site: drop}
 
-    def keep_masks(self, trainer: TrainerView, step: int, unit_shape: torch.Size, p: float) -> torch.Tensor:
-        """[S, batch, *unit_shape] bool: which units every seed keeps at `step`."""
-        if self._masks is None or self._masks[0] != step:
-            draws = [torch.rand((self._batch, *unit_shape), generator=generator(seed, "dropout", self.spec.site, step))
+    def keep_masks(self, trainer: TrainerView, step: int, unit_shape: torch.Size, p: float, reach: int
+                   ) -> torch.Tensor:
+        """[S, batch, *unit_shape] bool: which units every seed keeps at `step`
+        (for at least `reach` examples: an intervention listed after this one
+        may have added examples to the batch)."""
+        size = max(self._batch, reach)
+        if self._masks is None or self._masks[0] != step or self._masks[1].shape[1] < size:
+            draws = [torch.rand((size, *unit_shape), generator=generator(seed, "dropout", self.spec.site, step))
                      for seed in trainer.seeds]
             self._masks = (step, torch.stack(draws) >= p)
         return self._masks[1]
@@ -161,18 +167,20 @@ class NestedDropoutState(InterventionState):
             return {}
 
         def truncate(value: torch.Tensor) -> torch.Tensor:
-            kept = self.kept(trainer, step)[members, examples].to(value.device)
+            kept = self.kept(trainer, step, examples.stop)[members, examples].to(value.device)
             units = torch.arange(value.shape[-1], device=value.device)
             mask = units < kept.view(*kept.shape, *([1] * (value.dim() - 2)))
             return value * mask.to(value.dtype)
 
         return {self.spec.site: truncate}
 
-    def kept(self, trainer: TrainerView, step: int) -> torch.Tensor:
-        """b of every example of the update's batch, per seed: [S, batch]."""
-        if self._kept is None or self._kept[0] != step:
+    def kept(self, trainer: TrainerView, step: int, reach: int = 0) -> torch.Tensor:
+        """b of every example of the update's batch, per seed: [S, batch] (at
+        least `reach` examples, as `dropout`'s masks)."""
+        size = max(self._batch, reach)
+        if self._kept is None or self._kept[0] != step or self._kept[1].shape[1] < size:
             rho = self.spec.rho
-            draws = [torch.rand(self._batch, generator=generator(seed, "nested-dropout", self.spec.site, step),
+            draws = [torch.rand(size, generator=generator(seed, "nested-dropout", self.spec.site, step),
                                 dtype=torch.float64) for seed in trainer.seeds]
             uniform = torch.stack(draws).clamp(min=1e-300)
             # inverse CDF: the failures before the first success, floor(ln U / ln(1 - rho)), plus one
