@@ -72,8 +72,11 @@ class CoTeachingState(InterventionState):
 
     def on_start(self, trainer: TrainerView) -> None:
         check_pairs(trainer, self.path)
-        for x, y in trainer.data.splits.values():
+        for split, (x, y) in trainer.data.splits.items():
             x[1::2], y[1::2] = x[0::2].clone(), y[0::2].clone()
+            if trainer.info.identities:  # what a vector sequence's positions hold goes with its examples
+                ids = trainer.data.identities(split)
+                ids[1::2] = ids[0::2].clone()
 
     def batch(self, trainer: TrainerView, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = x.clone(), y.clone()
