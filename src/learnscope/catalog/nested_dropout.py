@@ -92,9 +92,7 @@ class NestedDropoutOrder(Phenomenon):
 
     def check(self, arms: dict[str, ArmData]) -> Verdict:
         plain, nested = arms[PLAIN], arms[NESTED]
-        keep = [int(name.rsplit("/k", 1)[1]) for name in sorted(set(plain.frame["name"]))
-                if name.startswith("truncation/test/k")]
-        keep.sort()
+        keep = next(probe.keep for probe in plain.experiment.probes if probe.registry_name == "truncation")
         sig = self.signature(plain.seeds)
 
         def curve(arm: ArmData) -> np.ndarray:
@@ -108,7 +106,7 @@ class NestedDropoutOrder(Phenomenon):
         plain_share = sig.measure(f"plain: share kept at k={FEW}", plain_curve[:, few] / plain_curve[:, -1])
         sig.measure("nested: full-width accuracy", nested_curve[:, -1])
         sig.measure("plain: full-width accuracy", plain_curve[:, -1])
-        for k, column in zip(keep, range(len(keep))):
+        for column, k in enumerate(keep):
             sig.measure(f"nested: accuracy at k={k}", nested_curve[:, column])
             sig.measure(f"plain: accuracy at k={k}", plain_curve[:, column])
         sig.claim(f"in order: the nested layer's truncated accuracy never falls by more than {SLACK:g} as k grows",

@@ -46,12 +46,13 @@ class CoTeaching(Intervention):
         return self.forget_rate * step / (self.warmup - 1)  # the source's np.linspace(0, rate, warmup)
 
     def build(self, trainer: TrainerView) -> InterventionState:
+        path = self.spec_path(trainer)
         if not trainer.info.is_classification:
-            raise SpecError(self.spec_path(trainer), f"co-teaching ranks examples by their classification loss; task "
+            raise SpecError(path, f"co-teaching ranks examples by their classification loss; task "
                             f"'{trainer.experiment.task.registry_name}' is regression ({trainer.info.loss})")
         if len(trainer.seeds) > 1:  # the memory estimate builds a one-seed trainer of any experiment
-            check_pairs(trainer, self.spec_path(trainer))
-        return CoTeachingState(self, self.spec_path(trainer))
+            check_pairs(trainer, path)
+        return CoTeachingState(self, path)
 
 
 def check_pairs(trainer: TrainerView, path: str) -> None:

@@ -87,21 +87,47 @@ class Dropout(Intervention):
         return DropoutState(self, trainer)
 
 
-class DropoutState(InterventionState):
+class BatchDrawsState(InterventionState):
+    """What `dropout` and `nested-dropout` share: per seed, uniform draws for
+    every example of the update's batch from generators derived from (seed,
+    name, site, step), kept while the step lasts, so that every pass of the
+    update takes its share of the same draws."""
+
     parameter_copies = 0
 
+    def __init__(self, name: str, site: str):
+        self.stream = (name, site)
+        self._batch = 0  # examples per seed in this update's batch (dropout's copies included)
+        self._draws: tuple[int, torch.Tensor] | None = None  # (step, [S, batch, *shape])
+
+    def batch(self, trainer: TrainerView, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._batch = y.shape[1]
+        return x, y
+
+    def uniform(self, trainer: TrainerView, step: int, reach: int, shape: tuple[int, ...] = (),
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """[S, batch, *shape] uniform draws of `step`, for at least `reach`
+        examples (an intervention listed after this one may have added
+        examples to the batch)."""
+        size = max(self._batch, reach)
+        held = self._draws
+        if held is None or held[0] != step or held[1].shape[1] < size or tuple(held[1].shape[2:]) != shape:
+            draws = [torch.rand((size, *shape), generator=generator(seed, *self.stream, step), dtype=dtype)
+                     for seed in trainer.seeds]
+            self._draws = (step, torch.stack(draws))
+        return self._draws[1]
+
+
+class DropoutState(BatchDrawsState):
     def __init__(self, spec: Dropout, trainer: TrainerView):
+        super().__init__("dropout", spec.site)
         self.spec = spec
-        pool = trainer.train_y.shape[1]
-        self.extra_examples = (spec.samples - 1) * min(trainer.recipe.batch_size or pool, pool)
-        self._batch = 0  # examples per seed in this update's batch, copies included
-        self._masks: tuple[int, torch.Tensor] | None = None  # (step, keep masks of every seed)
+        self.extra_examples = (spec.samples - 1) * trainer.sampler.drawn_batch()
 
     def batch(self, trainer: TrainerView, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.spec.samples > 1:
             x, y = torch.cat([x] * self.spec.samples, 1), torch.cat([y] * self.spec.samples, 1)
-        self._batch = y.shape[1]
-        return x, y
+        return super().batch(trainer, x, y)
 
     def site_edits(self, trainer: TrainerView, step: int, members: slice, examples: slice) -> dict[str, Edit]:
         p = self.spec.rate(step)
@@ -109,22 +135,10 @@ class DropoutState(InterventionState):
             return {}
 
         def drop(value: torch.Tensor) -> torch.Tensor:
-            keep = self.keep_masks(trainer, step, value.shape[2:], p, examples.stop)[members, examples]
+            keep = self.uniform(trainer, step, examples.stop, tuple(value.shape[2:]))[members, examples] >= p
             return value * keep.to(value.device, value.dtype) / (1 - p)
 
         return {self.spec.site: drop}
-
-    def keep_masks(self, trainer: TrainerView, step: int, unit_shape: torch.Size, p: float, reach: int
-                   ) -> torch.Tensor:
-        """[S, batch, *unit_shape] bool: which units every seed keeps at `step`
-        (for at least `reach` examples: an intervention listed after this one
-        may have added examples to the batch)."""
-        size = max(self._batch, reach)
-        if self._masks is None or self._masks[0] != step or self._masks[1].shape[1] < size:
-            draws = [torch.rand((size, *unit_shape), generator=generator(seed, "dropout", self.spec.site, step))
-                     for seed in trainer.seeds]
-            self._masks = (step, torch.stack(draws) >= p)
-        return self._masks[1]
 
 
 @registry.interventions.register("nested-dropout")
@@ -150,17 +164,10 @@ class NestedDropout(Intervention):
         return NestedDropoutState(self)
 
 
-class NestedDropoutState(InterventionState):
-    parameter_copies = 0
-
+class NestedDropoutState(BatchDrawsState):
     def __init__(self, spec: NestedDropout):
+        super().__init__("nested-dropout", spec.site)
         self.spec = spec
-        self._batch = 0
-        self._kept: tuple[int, torch.Tensor] | None = None  # (step, units kept by every seed's examples [S, batch])
-
-    def batch(self, trainer: TrainerView, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self._batch = y.shape[1]
-        return x, y
 
     def site_edits(self, trainer: TrainerView, step: int, members: slice, examples: slice) -> dict[str, Edit]:
         if not trainer.model.training:
@@ -175,15 +182,9 @@ class NestedDropoutState(InterventionState):
         return {self.spec.site: truncate}
 
     def kept(self, trainer: TrainerView, step: int, reach: int = 0) -> torch.Tensor:
-        """b of every example of the update's batch, per seed: [S, batch] (at
-        least `reach` examples, as `dropout`'s masks)."""
-        size = max(self._batch, reach)
-        if self._kept is None or self._kept[0] != step or self._kept[1].shape[1] < size:
-            rho = self.spec.rho
-            draws = [torch.rand(size, generator=generator(seed, "nested-dropout", self.spec.site, step),
-                                dtype=torch.float64) for seed in trainer.seeds]
-            uniform = torch.stack(draws).clamp(min=1e-300)
-            # inverse CDF: the failures before the first success, floor(ln U / ln(1 - rho)), plus one
-            failures = torch.zeros_like(uniform) if rho == 1 else torch.floor(uniform.log() / math.log1p(-rho))
-            self._kept = (step, (failures + 1).clamp(max=2**31 - 1).long())
-        return self._kept[1]
+        """b of every example of the update's batch, per seed: [S, batch]."""
+        uniform = self.uniform(trainer, step, reach, dtype=torch.float64).clamp(min=1e-300)
+        rho = self.spec.rho
+        # inverse CDF: the failures before the first success, floor(ln U / ln(1 - rho)), plus one
+        failures = torch.zeros_like(uniform) if rho == 1 else torch.floor(uniform.log() / math.log1p(-rho))
+        return (failures + 1).clamp(max=2**31 - 1).long()

@@ -124,7 +124,7 @@ class WorstCaseState(InterventionState):
             theta = [p.detach().clone().requires_grad_(True) for p in trainer.initial_params]
             for _ in range(spec.inner_steps):
                 # a sum over seeds: each seed's parameters get its own gradient
-                weighted = ((1 - w).to(y.device) * losses(theta)).sum()
+                weighted = ((1 - w) * losses(theta)).sum()
                 grads = torch.autograd.grad(weighted, theta)
                 with torch.no_grad():
                     for p, g in zip(theta, grads):

@@ -150,10 +150,8 @@ class UnlearningState(InterventionState):
     def __init__(self, spec: Unlearning, trainer):
         self.spec = spec
         self.weight = spec.retain_coefficient()
-        sampler = trainer.sampler
-        forget_batch = sampler.largest_pool() if sampler.full_batch else sampler.batch_size
         self.retain_split, size = spec.retain_draw()
-        self.retain_size = (size or forget_batch) if self.weight > 0 else 0
+        self.retain_size = (size or trainer.sampler.drawn_batch()) if self.weight > 0 else 0
         self.extra_examples = self.retain_size
         self.whole_batches = spec.trains_on_forget and self.retain_size > 0  # [forget ; retain]
         self.forget_size = 0  # forget examples leading the update's batch

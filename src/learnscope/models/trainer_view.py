@@ -40,6 +40,8 @@ class SamplerView(Protocol):
 
     def block_index(self, step: int) -> int | None: ...
 
+    def drawn_batch(self) -> int: ...
+
 
 class TrainerView(Protocol):
     """Read-only properties: a probe or intervention reads these (and may change

@@ -105,6 +105,13 @@ class BatchSampler:
     def full_batch(self) -> bool:
         return self.batch_size is None or self.batch_size >= self.largest_pool()
 
+    def drawn_batch(self) -> int:
+        """Examples per seed an update draws (before interventions add any)."""
+        if self.full_batch:
+            return self.largest_pool()
+        assert self.batch_size is not None  # None is the full batch
+        return self.batch_size
+
     def largest_pool(self) -> int:
         if not self.blocks or self.pool_mode == "all":
             return self.n

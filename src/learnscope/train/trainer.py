@@ -168,12 +168,7 @@ class Trainer:
         return self.recipe.probe_count() + sum(not self.recipe.is_probe_step(s) for s in self._extra_probes)
 
     def _plan_passes(self) -> PassPlan:
-        if self.sampler.full_batch:
-            batch = self.sampler.largest_pool()
-        else:
-            assert self.sampler.batch_size is not None  # None is the full batch
-            batch = self.sampler.batch_size
-        self.update_examples = batch + sum(state.extra_examples for state in self.interventions)  # per seed
+        self.update_examples = self.sampler.drawn_batch() + sum(state.extra_examples for state in self.interventions)  # per seed
         self.activation_bytes = activation_bytes_per_example(self.loss_per_seed_of, self.train_x, self.train_y)
         return self.pass_plan(self.members)
 
