@@ -42,7 +42,7 @@ def test_a_run_starts_from_another_runs_last_checkpoint(tmp_path):
     assert weight_norms(follow, 0) == {s: v for s, v in weight_norms(source, 20).items() if s in (0, 2)}
     # and it is the reference the follower's weight change is measured from
     trainer = Trainer(Experiment.model_validate({**SPEC, "seeds": [2, 0], "init_from": "source"}))
-    start_from(store, trainer, "source")
+    start_from(store, trainer)
     assert all(torch.equal(p, p0) for p, p0 in zip(trainer.params, trainer.initial_params))
 
 

@@ -286,7 +286,7 @@ def test_wrong_type(raw, path):
 @pytest.mark.parametrize("raw, path, given", [
     (base(recipe={"lr": -0.1}), "recipe.lr", "-0.1"),
     (base(recipe={"lr": 0}), "recipe.lr", "0"),
-    (base(recipe={"steps": 0}), "recipe.steps", "0"),
+    (base(recipe={"steps": -1}), "recipe.steps", "-1"),
     (base(recipe={"momentum": 1.0}), "recipe.momentum", "1.0"),
     (base(task={"name": "modular-arithmetic", "train_fraction": 0}), "task.train_fraction", "0"),
     (base(task={"name": "modular-arithmetic", "train_fraction": 1.5}), "task.train_fraction", "1.5"),

@@ -74,28 +74,33 @@ def build_trainer(experiment: Experiment, device: Device = "cpu") -> Trainer:
     return allocating("the experiment", partial(Trainer, experiment, device))
 
 
-def init_source(experiment: Experiment, parent: str | None = None) -> str | None:
-    """The run an experiment starts from: `init_from`, with "@ARM" read as an arm of `parent`."""
-    source = experiment.init_from
-    if source is not None and source.startswith("@"):
+def resolve_source(source: str, path: str, parent: str | None = None) -> str:
+    """The run id of a run a spec reads at `path`, with "@ARM" read as an arm of `parent`."""
+    if source.startswith("@"):
         if parent is None:
-            raise LearnscopeError(f"init_from: '{source}' names an arm of a phenomenon; outside one, give a run id")
+            raise LearnscopeError(f"{path}: '{source}' names an arm of a phenomenon; outside one, give a run id")
         return f"{parent}.{source[1:]}"
     return source
 
 
-def start_from(store: RunStore, trainer: Trainer, source: str | None) -> None:
-    """Load the parameters a trainer starts from: the last checkpoint of `source`."""
-    if source is None:
-        return
-    record = store.get_run(source)
-    if record.kind == "phenomenon":
-        arms = ", ".join(f"{source}.{child.arm}" for child in store.children(source))
-        raise LearnscopeError(f"init_from: run '{source}' is a phenomenon; start from one of its arms: {arms}")
-    checkpoint = read_checkpoint(store, source)
-    if checkpoint is None:
-        raise LearnscopeError(f"init_from: run '{source}' has no checkpoint to start from (status {record.status})")
-    trainer.initialize_from(checkpoint.tensors, checkpoint.meta["seeds"], source)
+def start_from(store: RunStore, trainer: Trainer, parent: str | None = None) -> None:
+    """Load the runs the trainer's experiment reads: the parameters it starts
+    from (`init_from`) and its interventions' (a teacher), each a run's last
+    checkpoint; "@ARM" is an arm of the phenomenon run `parent`."""
+    for reference in trainer.experiment.runs_read():
+        source = resolve_source(reference.source, reference.path, parent)
+        record = store.get_run(source)
+        if record.kind == "phenomenon":
+            arms = ", ".join(f"{source}.{child.arm}" for child in store.children(source))
+            raise LearnscopeError(f"{reference.path}: run '{source}' is a phenomenon; name one of its arms: {arms}")
+        if record.kind != "experiment":
+            raise LearnscopeError(f"{reference.path}: run '{source}' is a {record.kind} run, not an experiment")
+        checkpoint = read_checkpoint(store, source)
+        if checkpoint is None:
+            raise LearnscopeError(f"{reference.path}: run '{source}' has no checkpoint to read (status "
+                                  f"{record.status})")
+        trainer.read_run(reference, Experiment.model_validate(record.spec), checkpoint.tensors,
+                         checkpoint.meta["seeds"], source)
 
 
 def needed_bytes(trainers: Sequence[Trainer]) -> int:
@@ -180,7 +185,7 @@ def restored_trainer(store: RunStore, run_id: str, experiment: Experiment, paren
     what the run recorded after that step dropped. The checkpoint loads onto
     `device` whichever device wrote it."""
     trainer = build_trainer(experiment, device)
-    start_from(store, trainer, init_source(experiment, parent))
+    start_from(store, trainer, parent)
     checkpoint = read_checkpoint(store, run_id)
     if checkpoint is not None:
         trainer.load_state(checkpoint.tensors, checkpoint.meta)
@@ -208,7 +213,7 @@ def run_experiment(
         where = resolve_device(device)
         check_fits([experiment], where)
         trainer = build_trainer(experiment, where)
-    start_from(store, trainer, init_source(experiment))
+    start_from(store, trainer)
     store.check_room(needed_bytes([trainer]))
     with store.hold(run_id):
         store.create_run(run_id, name, experiment.to_dict(), trainer.seeds, parent=parent)
@@ -344,7 +349,7 @@ def _complete_phenomenon(store: RunStore, run_id: str, arms: dict[str, Arm], tra
         experiment = Experiment.model_validate(spec)
         if child is None:
             trainer = trainers.pop(arm) if arm in trainers else build_trainer(experiment, device)
-            start_from(store, trainer, init_source(experiment, run_id))  # an earlier arm has finished by now
+            start_from(store, trainer, run_id)  # an earlier arm has finished by now
             store.create_run(arm_id, record.name, spec, trainer.seeds, parent=run_id, arm=arm)
         else:
             trainer = restored_trainer(store, arm_id, experiment, run_id, device)

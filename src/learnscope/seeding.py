@@ -19,3 +19,9 @@ def generator(seed: int, *stream: object) -> torch.Generator:
     gen = torch.Generator(device="cpu")
     gen.manual_seed(derive_seed(seed, *stream))
     return gen
+
+
+def init_seeds(seeds: list[int], stream: str | None) -> list[int]:
+    """The seeds models initialize from: the seeds themselves, or derived from
+    (seed, stream), so that one stream's initializations are independent of another's."""
+    return list(seeds) if stream is None else [derive_seed(seed, "init-stream", stream) for seed in seeds]

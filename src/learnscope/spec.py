@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal, NamedTuple, get_args
 
 import yaml
 from pydantic import (
@@ -85,7 +85,21 @@ class ProbeSpec(Component):
 
 
 class InterventionSpec(Component):
-    pass
+    def runs_read(self) -> dict[str, str]:
+        """{field: run} of the runs whose last checkpoint this intervention
+        reads (a teacher, a guide): a run id, or "@ARM" for another arm of the
+        same phenomenon."""
+        return {}
+
+
+class RunReference(NamedTuple):
+    """A run an experiment reads: `source` (a run id or "@ARM") named at `path`
+    of the spec, by `init_from` (intervention None) or by an intervention's field."""
+
+    path: str
+    source: str
+    intervention: int | None = None
+    field: str = "init_from"
 
 
 _COMPONENT_KINDS: dict[str, tuple[registry.Registry, type[Component]]] = {
@@ -113,7 +127,8 @@ class Recipe(Parameters):
         "per seed, loses its component along the weights and is rescaled to its own norm"
     )
     betas: tuple[float, float] = (0.9, 0.98)
-    steps: int = Field(1000, ge=1)
+    steps: int = Field(1000, ge=0, description="updates; 0 measures the initialization: the probes at step 0 "
+                       "and a checkpoint of it (a frozen random teacher is such a run)")
     loss: LossKind = Field(
         "softmax", description="the loss of classification and sequence tasks: the cross-entropy of the softmax, "
         "or of StableMax (Prieto et al.; computed in float64), or mse: the squared error of the outputs against the "
@@ -177,7 +192,7 @@ class Recipe(Parameters):
     @cached_property
     def log_probe_steps(self) -> frozenset[int]:
         n = self.probe_log_points
-        if not n:
+        if not n or not self.steps:
             return frozenset()
         return frozenset(
             min(self.steps, round(math.exp(i * math.log(self.steps) / max(n - 1, 1)))) for i in range(n)
@@ -188,6 +203,8 @@ class Recipe(Parameters):
                 or step in self.log_probe_steps)
 
     def probe_count(self) -> int:
+        if not self.steps:
+            return 1
         every = self.probe_every or self.steps
         regular = self.steps // every + 1 + (self.steps % every != 0)  # 0, every, 2 every, ..., and the last
         extra = {s for s in self.log_probe_steps if s % every and s != self.steps}
@@ -197,6 +214,8 @@ class Recipe(Parameters):
         return step == self.steps or (self.checkpoint_every is not None and step % self.checkpoint_every == 0)
 
     def checkpoint_count(self) -> int:
+        if not self.steps:
+            return 1
         every = self.checkpoint_every or self.steps
         return self.steps // every + (self.steps % every != 0)
 
@@ -221,6 +240,9 @@ class Experiment(BaseModel):
     # these): e.g. unlearning starts from the trained model. In a phenomenon, "@ARM"
     # names another arm of the same run.
     init_from: str | None = Field(None, min_length=1)
+    # the models' initial parameters draw from (seed, init_stream) instead of the seed:
+    # the same seeds then start from independent initializations with the same data
+    init_stream: str | None = Field(None, min_length=1)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -256,6 +278,14 @@ class Experiment(BaseModel):
             if any(not 0 <= s <= MAX_SEED for s in seeds):
                 raise ValueError(f"each seed must be an integer from 0 to {MAX_SEED}")
         return seeds
+
+    def runs_read(self) -> list[RunReference]:
+        """The runs this experiment reads: `init_from`, then its interventions' (a teacher)."""
+        reads = [RunReference("init_from", self.init_from)] if self.init_from is not None else []
+        for i, intervention in enumerate(self.interventions):
+            for name, source in intervention.runs_read().items():
+                reads.append(RunReference(f"interventions[{i}].{name}", source, i, name))
+        return reads
 
     @property
     def seed_list(self) -> list[int]:

@@ -99,7 +99,8 @@ class Phenomenon:
 
 
 def arm_table(arms: Sequence[Arm], phenomenon: str = "") -> dict[str, Arm]:
-    """Arms by name, checked: names unique, every `starts_from` an earlier arm."""
+    """Arms by name, checked: names unique, every `starts_from` and every run
+    an arm reads by "@ARM" (a teacher) an earlier arm."""
     table: dict[str, Arm] = {}
     for arm in arms:
         if arm.name in table:
@@ -107,5 +108,9 @@ def arm_table(arms: Sequence[Arm], phenomenon: str = "") -> dict[str, Arm]:
         if arm.starts_from is not None and arm.starts_from not in table:
             raise LearnscopeError(f"{phenomenon}: arm '{arm.name}' starts from '@{arm.starts_from}', "
                                   f"which is not an arm before it")
+        for reference in arm.experiment.runs_read():
+            if reference.source.startswith("@") and reference.source[1:] not in table:
+                raise LearnscopeError(f"{phenomenon}: arm '{arm.name}' reads '{reference.source}' at "
+                                      f"{reference.path}, which is not an arm before it")
         table[arm.name] = arm
     return table

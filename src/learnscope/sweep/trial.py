@@ -81,9 +81,10 @@ def trial_work(store: RunStore, sweep: RunRecord, trial: Trial, device: Any) -> 
 
 
 def _sources(trial: Trial) -> list[str]:
-    """Runs outside the trial its experiments start from (`init_from` a run id)."""
+    """Runs outside the trial its experiments read (`init_from` a run id, a teacher)."""
     specs = trial.spec.get("arms", {}).values() if "arms" in trial.spec else [trial.spec]
-    return [s["init_from"] for s in specs if isinstance(s.get("init_from"), str) and not s["init_from"].startswith("@")]
+    return [reference.source for spec in specs for reference in Experiment.model_validate(spec).runs_read()
+            if not reference.source.startswith("@")]
 
 
 def work_on(work: TrialWork, attempt: int, earlier: Sequence[Op], send: Callable[[list[Op]], None]) -> TrialResult:

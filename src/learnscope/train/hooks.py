@@ -19,7 +19,7 @@ import torch
 from learnscope.errors import SpecError
 from learnscope.models.base import Edit
 from learnscope.models.trainer_view import TrainerView
-from learnscope.spec import InterventionSpec
+from learnscope.spec import Experiment, InterventionSpec, RunReference
 from learnscope.tasks.base import Block
 
 
@@ -83,6 +83,13 @@ class InterventionState:
         trainer.initial_params hold what the run started from. Called before the
         first probe, so a change made here (e.g. a split rewritten in place) is
         what every probe sees."""
+
+    def read_run(self, trainer: TrainerView, reference: RunReference, experiment: Experiment,
+                 tensors: dict[str, torch.Tensor], seeds: list[int], source: str) -> None:
+        """The last checkpoint (`tensors`, of `seeds`) of a run the intervention
+        reads (`runs_read`): the run `source`, an ordinary run of `experiment`.
+        Given when the trainer is built and again on resume, before `on_start`."""
+        raise NotImplementedError(f"{type(self).__name__} names runs it reads but does not read them")
 
     def on_block(self, trainer: TrainerView, block: Block, previous: Block | None) -> None:
         """A stream's next block begins (before its first update): `previous` is

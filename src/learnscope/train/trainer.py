@@ -24,10 +24,10 @@ from torch.func import functional_call
 from learnscope import faults
 from learnscope.errors import SpecError, one_of
 from learnscope.losses import example_losses
-from learnscope.models.base import Edit, Model, Sites, then
+from learnscope.models.base import Edit, EnsembleModel, Model, Sites, then
 from learnscope.probes.base import Needs, Probe, ProbeContext
-from learnscope.seeding import generator
-from learnscope.spec import Experiment
+from learnscope.seeding import generator, init_seeds
+from learnscope.spec import Experiment, RunReference
 from learnscope.tasks.base import Task
 from learnscope.train.allocator import keep_freed_memory
 from learnscope.train.data import BatchSampler, EnsembleData, gather
@@ -62,6 +62,27 @@ def interventions_of(experiment: Experiment) -> list[Intervention]:
     return cast("list[Intervention]", experiment.interventions)
 
 
+def copy_parameters(model: EnsembleModel, tensors: dict[str, torch.Tensor], stored_seeds: list[int],
+                    seeds: list[int], source: str, path: str) -> None:
+    """Set `model`'s parameters (but the fresh ones, e.g. adapters) to a
+    checkpoint's (`tensors`, of the seeds `stored_seeds`, which must include `seeds`)."""
+    missing = [s for s in seeds if s not in stored_seeds]
+    if missing:
+        raise SpecError(path, f"run '{source}' trained seeds {stored_seeds}; this experiment's seeds {missing} "
+                        f"are not among them")
+    index = [stored_seeds.index(s) for s in seeds]
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in model.fresh:
+                continue
+            stored = tensors.get(f"param/{name}")
+            if stored is None or stored.shape[1:] != p.shape[1:]:
+                got = "missing" if stored is None else f"{tuple(stored.shape[1:])}"
+                raise SpecError(path, f"the model of run '{source}' does not match this model: "
+                                f"parameter {name} is {got} there, {tuple(p.shape[1:])} here")
+            p.copy_(stored[index])
+
+
 class Trainer:
     def __init__(self, experiment: Experiment, device: str | torch.device | None = "cpu"):
         keep_freed_memory()
@@ -72,7 +93,7 @@ class Trainer:
         deterministic_on(self.device)
         self.data = EnsembleData(task_of(experiment), self.seeds, self.device)
         self.info = self.data.info
-        self.model = model_of(experiment).build(self.info, self.seeds).to(self.device)
+        self.model = model_of(experiment).build(self.info, init_seeds(self.seeds, experiment.init_stream)).to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.initial_params = [p.detach().clone() for p in self.params]
         self.probe_needs = self._check_probes()
@@ -124,22 +145,17 @@ class Trainer:
         """Start from another run's parameters (its seeds must include this
         trainer's): they become the initial parameters, the reference of
         relative weight change and of unlearning objectives."""
-        missing = [s for s in self.seeds if s not in seeds]
-        if missing:
-            raise SpecError("init_from", f"run '{source}' trained seeds {seeds}; this experiment's seeds {missing} "
-                            f"are not among them")
-        index = [seeds.index(s) for s in self.seeds]
-        with torch.no_grad():
-            for name, p in self.model.named_parameters():
-                if name in self.model.fresh:
-                    continue
-                stored = tensors.get(f"param/{name}")
-                if stored is None or stored.shape[1:] != p.shape[1:]:
-                    got = "missing" if stored is None else f"{tuple(stored.shape[1:])}"
-                    raise SpecError("init_from", f"the model of run '{source}' does not match this model: "
-                                    f"parameter {name} is {got} there, {tuple(p.shape[1:])} here")
-                p.copy_(stored[index])
+        copy_parameters(self.model, tensors, seeds, self.seeds, source, "init_from")
         self.initial_params = [p.detach().clone() for p in self.params]
+
+    def read_run(self, reference: RunReference, experiment: Experiment, tensors: dict[str, torch.Tensor],
+                 seeds: list[int], source: str) -> None:
+        """Hand the last checkpoint of a run the spec reads (`reference`; the run
+        `source`, of `experiment`) to what reads it."""
+        if reference.intervention is None:
+            self.initialize_from(tensors, seeds, source)
+        else:
+            self.interventions[reference.intervention].read_run(self, reference, experiment, tensors, seeds, source)
 
     def _check_batch_size(self, ranges: list[tuple[int, int]] | None) -> None:
         size = self.recipe.batch_size
@@ -397,6 +413,8 @@ class Trainer:
                 state.on_start(self)
             if self.is_probe_step(self.step) and on_probe is not None:
                 on_probe(self.step, self.measure())
+            if recipe.steps == 0 and on_checkpoint is not None:  # a run of its initialization keeps it
+                on_checkpoint(0)
             while self.step < recipe.steps:
                 self.train_step()
                 if on_step is not None:
