@@ -65,6 +65,12 @@ def test_kd_term_is_t_squared_kl_of_the_softened_distributions():
     kept = torch.tensor([True, False, True, True, False, False, True])
     sub = distillation_kl(teacher[..., kept], student[..., kept], 2.0)
     torch.testing.assert_close(distillation_kl(teacher, student, 2.0, kept), sub)
+    # a teacher temperature of its own (DINO's sharper teacher) softens the teacher alone; T² stays the student's
+    p, q = np_log_softmax(teacher.numpy() / 0.1, -1), np_log_softmax(student.numpy() / 3.0, -1)
+    np.testing.assert_allclose(distillation_kl(teacher, student, 3.0, old_temperature=0.1).numpy(),
+                               9.0 * (np.exp(p) * (p - q)).sum(-1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(distillation_kl(teacher, student, 2.0, kept, old_temperature=0.5),
+                               distillation_kl(teacher[..., kept], student[..., kept], 2.0, old_temperature=0.5))
 
 
 def test_sinkhorn_distance_against_a_direct_loop():
@@ -87,7 +93,10 @@ def test_sinkhorn_distance_against_a_direct_loop():
 
 
 @pytest.mark.parametrize("fields", [{"alpha": 0.3, "temperature": 2.0}, {"alpha": 1.0, "temperature": 4.0},
-                                    {"alpha": 0.5, "loss": "sinkhorn", "temperature": 2.0, "epsilon": 0.2}])
+                                    {"alpha": 1.0, "temperature": 3.0, "teacher_temperature": 0.1},
+                                    {"alpha": 0.5, "loss": "sinkhorn", "temperature": 2.0, "epsilon": 0.2},
+                                    {"alpha": 0.5, "loss": "sinkhorn", "temperature": 2.0, "epsilon": 0.2,
+                                     "teacher_temperature": 0.5}])
 def test_the_objective_against_the_teacher_runs_own_outputs(store, fields):
     student = loaded(store, spec(interventions=[kd(**fields)]))
     teacher = Trainer(Experiment.model_validate(spec({"name": "mlp", "hidden": [20, 20]}, steps=30)))
@@ -99,11 +108,12 @@ def test_the_objective_against_the_teacher_runs_own_outputs(store, fields):
     with torch.no_grad():
         taught = teacher.model(x)
     T, alpha = fields["temperature"], fields["alpha"]
+    T_t = fields.get("teacher_temperature", T)
     ce = torch.stack([F.cross_entropy(outputs[s], y[s]) for s in range(3)])
     if fields.get("loss") == "sinkhorn":
-        term = sinkhorn_distance(F.softmax(outputs / T, -1), F.softmax(taught / T, -1), fields["epsilon"], 20)
+        term = sinkhorn_distance(F.softmax(outputs / T, -1), F.softmax(taught / T_t, -1), fields["epsilon"], 20)
     else:
-        term = torch.stack([T * T * F.kl_div(F.log_softmax(outputs[s] / T, -1), F.log_softmax(taught[s] / T, -1),
+        term = torch.stack([T * T * F.kl_div(F.log_softmax(outputs[s] / T, -1), F.log_softmax(taught[s] / T_t, -1),
                                              reduction="batchmean", log_target=True) for s in range(3)])
     torch.testing.assert_close(got, (1 - alpha) * ce + alpha * term)
     # a slice of the ensemble reads its own seeds' teachers
@@ -189,6 +199,7 @@ def test_arms_and_sweeps_know_the_runs_an_experiment_reads():
                                                  "this experiment's seeds [7] are not among them"),
     ({"interventions": [kd(loss="emd")]}, "interventions[0].loss"),
     ({"interventions": [kd(alpha=1.5)]}, "interventions[0].alpha"),
+    ({"interventions": [kd(teacher_temperature=0)]}, "interventions[0].teacher_temperature"),
 ])
 def test_bad_teachers_are_refused_in_one_line(store, tmp_path, capsys, change, message):
     path = tmp_path / "spec.json"

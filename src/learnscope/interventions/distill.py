@@ -44,6 +44,12 @@ with D one of
   into a transport plan P (gradients flow through it, as there), and
   D = Σᵢⱼ P[i, j] W[i, j], a sum over the batch's pairs: it needs whole
   batches, and its weight depends on the batch size, as in the source.
+
+`teacher_temperature` T_t, when given, softens the teacher's outputs
+instead of T (the student's stays T, and so does the factor T²): DINO's
+sharper teacher (T_t < T), as "Random Teachers are Good Teachers" distills
+(softmax(teacher / τ_t) against softmax(student / τ_s); its cross-entropy
+differs from the KL by the teacher's entropy, which no gradient reaches).
 """
 
 from __future__ import annotations
@@ -79,19 +85,21 @@ class LwF(Intervention):
 
 
 def distillation_kl(old: torch.Tensor, new: torch.Tensor, temperature: float,
-                    distilled: torch.Tensor | None = None) -> torch.Tensor:
-    """T² · KL(softmax(old/T) ‖ softmax(new/T)), per example [...], of logits
-    [..., C]: over the classes `distilled` (bool, broadcast against the
-    logits) when given, over all of them otherwise. T² keeps the gradient's
-    scale independent of the temperature (Hinton et al.)."""
+                    distilled: torch.Tensor | None = None, old_temperature: float | None = None) -> torch.Tensor:
+    """T² · KL(softmax(old/T_old) ‖ softmax(new/T)), per example [...], of
+    logits [..., C], T_old = `old_temperature` if given, else T: over the
+    classes `distilled` (bool, broadcast against the logits) when given, over
+    all of them otherwise. T² keeps the gradient's scale independent of the
+    temperature (Hinton et al.)."""
+    old_t = temperature if old_temperature is None else old_temperature
     if distilled is None:
-        log_old, log_new = F.log_softmax(old / temperature, -1), F.log_softmax(new / temperature, -1)
+        log_old, log_new = F.log_softmax(old / old_t, -1), F.log_softmax(new / temperature, -1)
         return temperature ** 2 * (log_old.exp() * (log_old - log_new)).sum(-1)
 
-    def log_softmax(logits):
-        return F.log_softmax(logits.masked_fill(~distilled, float("-inf")) / temperature, -1).masked_fill(~distilled, 0)
+    def log_softmax(logits, t):
+        return F.log_softmax(logits.masked_fill(~distilled, float("-inf")) / t, -1).masked_fill(~distilled, 0)
 
-    log_old, log_new = log_softmax(old), log_softmax(new)
+    log_old, log_new = log_softmax(old, old_t), log_softmax(new, temperature)
     return temperature ** 2 * (log_old.exp() * distilled * (log_old - log_new)).sum(-1)
 
 
@@ -112,6 +120,8 @@ class Distill(Intervention):
                          "'@ARM' for an arm of the same phenomenon; a run of 0 updates is a random teacher")
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the distillation term; the task loss has 1 - alpha")
     temperature: float = Field(4.0, gt=0, le=1000, description="T: softmax temperature of teacher and student")
+    teacher_temperature: float | None = Field(None, gt=0, le=1000, description="T_t: the teacher's temperature "
+                                              "instead of T (DINO's sharper teacher: T_t < T); None: T")
     loss: Literal["kl", "sinkhorn"] = Field("kl", description="kl: T²·KL per example (Hinton); sinkhorn: SinKD's "
                                             "Sinkhorn distance between the batch's distributions")
     epsilon: float = Field(0.1, gt=0, description="sinkhorn: the entropic regularization of the kernel exp(-W/eps)")
@@ -155,12 +165,13 @@ class DistillState(InterventionState):
             taught = functional_call(self.teacher, {n: p[members] for n, p in self.teacher_params.items()}, (inputs,))
         spec = self.spec
         if spec.loss == "kl":
-            term = distillation_kl(taught, outputs, spec.temperature)
+            term = distillation_kl(taught, outputs, spec.temperature, old_temperature=spec.teacher_temperature)
             term = term.reshape(term.shape[0], -1).mean(1)
         else:
             classes = outputs.shape[-1]
+            teacher_t = spec.temperature if spec.teacher_temperature is None else spec.teacher_temperature
             term = sinkhorn_distance(F.softmax(outputs / spec.temperature, -1).reshape(outputs.shape[0], -1, classes),
-                                     F.softmax(taught / spec.temperature, -1).reshape(taught.shape[0], -1, classes),
+                                     F.softmax(taught / teacher_t, -1).reshape(taught.shape[0], -1, classes),
                                      spec.epsilon, spec.iterations)
         if spec.alpha == 1:
             return term
