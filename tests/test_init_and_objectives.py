@@ -123,3 +123,30 @@ def test_extra_batches_are_per_seed_and_step():
 def test_an_arm_reference_outside_a_phenomenon_is_refused(tmp_path):
     with pytest.raises(LearnscopeError, match="names an arm of a phenomenon"):
         run_experiment(Experiment.model_validate({**SPEC, "init_from": "@original"}), Store(tmp_path / "s"))
+
+
+def test_an_arm_starts_from_the_arm_it_names_in_a_fresh_run(tmp_path):
+    from learnscope.catalog.base import Arm, Phenomenon
+    from learnscope.runs import Run
+    from learnscope.runner import run_phenomenon
+
+    class Chained(Phenomenon):
+        summary, source = "two chained arms", "a test"
+
+        def arms(self, quick):
+            first = Arm("first", Experiment.model_validate(SPEC))
+            return [first, first.derive("second", {"recipe.steps": 10}, starts_from="first")]
+
+        def check(self, arms):
+            return self.signature(arms["first"].seeds).verdict()
+
+    registry.phenomena.register("chained-arms-test")(Chained)
+    try:
+        run = run_phenomenon("chained-arms-test", store=Store(tmp_path / "store"), run_id="chain")
+        store = Store(tmp_path / "store")
+        first, second = (Run(store, f"{run.id}.{arm}") for arm in ("first", "second"))
+        # the second arm's step 0 is the first arm's last step, seed by seed, not its own initialization
+        assert weight_norms(second, 0) == weight_norms(first, 20)
+        assert weight_norms(second, 0) != weight_norms(first, 0)
+    finally:
+        registry.phenomena._entries.pop("chained-arms-test", None)

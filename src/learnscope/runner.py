@@ -309,7 +309,8 @@ def run_phenomenon(
     device = resolve_device(device)
     _, arms = phenomenon_arms(name, quick, seeds, overrides)
     check_fits([a.experiment for a in arms.values()], device, _arms_held(name, arms))
-    trainers = {arm: build_trainer(a.experiment, device) for arm, a in arms.items()}  # refuse bad input first
+    # refuse bad input first; each trainer is of the experiment as its arm runs (from `@ARM`, not a fresh start)
+    trainers = {arm: build_trainer(a.stored_experiment(), device) for arm, a in arms.items()}
     store.check_room(needed_bytes(list(trainers.values())))
     first = next(iter(arms.values())).experiment
     spec = {"phenomenon": name, "quick": quick, "seeds": seeds, "overrides": list(overrides),
@@ -346,7 +347,7 @@ def _complete_phenomenon(store: RunStore, run_id: str, arms: dict[str, Arm], tra
             continue
         arm_id = f"{run_id}.{arm}"
         spec = a.stored_spec()
-        experiment = Experiment.model_validate(spec)
+        experiment = a.stored_experiment()
         if child is None:
             trainer = trainers.pop(arm) if arm in trainers else build_trainer(experiment, device)
             start_from(store, trainer, run_id)  # an earlier arm has finished by now

@@ -46,6 +46,10 @@ class Arm:
             spec["init_from"] = f"@{self.starts_from}"
         return spec
 
+    def stored_experiment(self) -> Experiment:
+        """The experiment as the arm runs it: starting from `@ARM` when it starts from one."""
+        return Experiment.model_validate(self.stored_spec())
+
     @classmethod
     def from_stored(cls, name: str, spec: Mapping) -> Arm:
         spec = dict(spec)
