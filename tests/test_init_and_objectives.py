@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from learnscope import registry
+from learnscope.catalog.base import Arm, Phenomenon
 from learnscope.cli import main
 from learnscope.errors import LearnscopeError, SpecError
-from learnscope.runner import run_experiment, start_from
+from learnscope.runner import run_experiment, run_phenomenon, start_from
+from learnscope.runs import Run
 from learnscope.spec import Experiment
 from learnscope.store.sqlite import Store
 from learnscope.train.hooks import Intervention, InterventionState
@@ -126,10 +128,6 @@ def test_an_arm_reference_outside_a_phenomenon_is_refused(tmp_path):
 
 
 def test_an_arm_starts_from_the_arm_it_names_in_a_fresh_run(tmp_path):
-    from learnscope.catalog.base import Arm, Phenomenon
-    from learnscope.runs import Run
-    from learnscope.runner import run_phenomenon
-
     class Chained(Phenomenon):
         summary, source = "two chained arms", "a test"
 
