@@ -609,7 +609,7 @@ OUT_OF_RANGE_EXAMPLES = [
     explicit("gaussian-mlp", ("task", "classes"), 100, "must be at least classes (100)", at=("task", "samples")),
     explicit("gaussian-mlp", ("seeds",), -1, SEEDS_PHRASE),
     explicit("teacher-student", ("seeds",), [3, -1], "each seed must be an integer from 0 to"),
-    explicit("teacher-student", ("recipe", "steps"), 0, "greater than or equal to 1"),
+    explicit("teacher-student", ("recipe", "steps"), -1, "greater than or equal to 0"),
     explicit("modular-mlp", ("recipe", "weight_decay"), -0.1, "greater than or equal to 0"),
     explicit("gaussian-mlp", ("recipe", "momentum"), 1.0, "less than 1"),
     explicit("modular-mlp", ("recipe", "betas"), [0.9, 1.0], "each beta must be in [0, 1)"),
