@@ -150,7 +150,7 @@ class DistillState(InterventionState):
                  seeds: list[int], source: str) -> None:
         model = experiment.model
         assert isinstance(model, Model)  # every registered model is one
-        teacher = model.build(trainer.info, trainer.seeds).to(trainer.model.head.weight.device)
+        teacher = model.build(trainer.info, trainer.seeds).to(trainer.params[0].device)
         teacher.fresh = frozenset()  # a teacher is read whole, adapters included
         copy_parameters(teacher, tensors, seeds, trainer.seeds, source, reference.path)
         self.teacher = teacher.eval().requires_grad_(False)
