@@ -5,6 +5,9 @@ output scale alpha (large alpha: lazy, kernel-like training; small: rich).
 pairing each last-layer hidden unit with a copy whose readout weight is
 negated. The lazy-training literature uses this so that a large alpha does
 not start from huge outputs; the tangent kernel stays full rank.
+
+`hidden: []` is the head alone on the input (with `bias: false`, x ↦ Wx: a
+linear model); its `penultimate` site is then the input itself.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from learnscope.tasks.base import TaskInfo
 
 @registry.models.register("mlp")
 class MLP(Model):
-    hidden: list[int] = Field([512], min_length=1)
+    hidden: list[int] = Field([512], description="hidden widths; [] is the head alone on the input: a linear model")
     activation: Literal["relu", "gelu", "tanh", "silu", "quadratic"] = "relu"
     embed: int = Field(128, ge=1, description="token embedding width (token inputs only)")
     token_input: Literal["embedding", "one_hot"] = Field(
@@ -48,6 +51,8 @@ class MLP(Model):
     @classmethod
     def _mirror_needs_even_width(cls, mirror_init, info):
         hidden = info.data.get("hidden")
+        if mirror_init and hidden == []:
+            raise ValueError("mirror_init pairs the last hidden layer's units; hidden is [] (a linear model)")
         if mirror_init and hidden and hidden[-1] % 2:
             raise ValueError(f"mirror_init needs an even last hidden width; hidden ends in {hidden[-1]}")
         return mirror_init
