@@ -89,4 +89,4 @@ def test_an_odd_number_of_seeds_is_one_line(tmp_path, capsys):
     path.write_text(json.dumps(experiment(seeds=(0, 1, 2)).to_dict()))
     code, _, err = cli(capsys, "run", path, "--store", tmp_path / "store")
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "co-teaching pairs the seeds in order" in err and "3 seeds leave one without a peer" in err
+    assert "co-teaching pairs the seeds in order" in err and "3 seeds leave one without a partner" in err

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from helpers import assert_resumes_exactly, cli
-from learnscope.interventions.guidance import guided_pairs, linear_cka
+from learnscope.interventions.guidance import guided_pairs
 from learnscope.models.base import Sites
+from learnscope.probes.pairs import linear_cka
 from learnscope.runner import run_experiment, start_from
 from learnscope.spec import Experiment
 from learnscope.store.checkpoints import read_checkpoint

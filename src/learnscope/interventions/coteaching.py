@@ -26,6 +26,7 @@ from pydantic import Field
 
 from learnscope import registry
 from learnscope.errors import LearnscopeError, SpecError
+from learnscope.interventions.paired import check_pairs, share_pair_batch, share_pair_data
 from learnscope.losses import example_losses
 from learnscope.models.trainer_view import TrainerView
 from learnscope.train.hooks import Intervention, InterventionState
@@ -51,16 +52,8 @@ class CoTeaching(Intervention):
             raise SpecError(path, f"co-teaching ranks examples by their classification loss; task "
                             f"'{trainer.experiment.task.registry_name}' is regression ({trainer.info.loss})")
         if len(trainer.seeds) > 1:  # the memory estimate builds a one-seed trainer of any experiment
-            check_pairs(trainer, path)
+            check_pairs(trainer, path, "co-teaching")
         return CoTeachingState(self, path)
-
-
-def check_pairs(trainer: TrainerView, path: str) -> None:
-    """Refuse, in one line, seeds that do not pair up (at build, and for one
-    seed alone when its run starts)."""
-    if len(trainer.seeds) % 2:
-        raise SpecError(path, f"co-teaching pairs the seeds in order, (0, 1), (2, 3), ...; {len(trainer.seeds)} "
-                        f"seeds leave one without a peer: give an even number")
 
 
 class CoTeachingState(InterventionState):
@@ -72,17 +65,11 @@ class CoTeachingState(InterventionState):
         self.path = path
 
     def on_start(self, trainer: TrainerView) -> None:
-        check_pairs(trainer, self.path)
-        for split, (x, y) in trainer.data.splits.items():
-            x[1::2], y[1::2] = x[0::2].clone(), y[0::2].clone()
-            if trainer.info.identities:  # what a vector sequence's positions hold goes with its examples
-                ids = trainer.data.identities(split)
-                ids[1::2] = ids[0::2].clone()
+        check_pairs(trainer, self.path, "co-teaching")  # a one-seed trainer is refused when its run starts
+        share_pair_data(trainer)
 
     def batch(self, trainer: TrainerView, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = x.clone(), y.clone()
-        x[1::2], y[1::2] = x[0::2], y[0::2]
-        return x, y
+        return share_pair_batch(x, y)
 
     def objective(self, trainer: TrainerView, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor,
                   members: slice) -> torch.Tensor:

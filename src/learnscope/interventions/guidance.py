@@ -30,24 +30,10 @@ from torch.func import functional_call
 from learnscope import registry
 from learnscope.errors import SpecError
 from learnscope.models.base import Edit, Model, Sites
+from learnscope.probes.pairs import linear_cka
 from learnscope.spec import Experiment, RunReference
 from learnscope.train.hooks import Intervention, InterventionState
 from learnscope.train.trainer import copy_parameters
-
-
-def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Linear CKA per seed of activations x [S, B, ...] and y [S, B, ...] (each example flattened): [S]."""
-    x, y = x.reshape(x.shape[0], x.shape[1], -1), y.reshape(y.shape[0], y.shape[1], -1)
-
-    def centered_gram(z: torch.Tensor) -> torch.Tensor:
-        gram = z @ z.transpose(1, 2)
-        return gram - gram.mean(1, keepdim=True) - gram.mean(2, keepdim=True) + gram.mean((1, 2), keepdim=True)
-
-    kx, ky = centered_gram(x), centered_gram(y)
-    hsic = (kx * ky).sum((1, 2))
-    # a site constant over the batch (dead units) has no similarity structure: CKA 0, not 0/0
-    scale = ((kx * kx).sum((1, 2)) * (ky * ky).sum((1, 2))).clamp_min(torch.finfo(kx.dtype).tiny).sqrt()
-    return hsic / scale
 
 
 def guided_pairs(sites: list[str], guide_sites: list[str]) -> list[tuple[str, str]]:
