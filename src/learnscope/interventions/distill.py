@@ -63,11 +63,10 @@ from torch.func import functional_call
 
 from learnscope import registry
 from learnscope.errors import SpecError
-from learnscope.models.base import Model
 from learnscope.spec import Experiment, RunReference
 from learnscope.tasks.base import Block
 from learnscope.train.hooks import Intervention, InterventionState, StreamBudget, experience_ended
-from learnscope.train.trainer import copy_parameters
+from learnscope.train.trainer import frozen_copy
 
 
 @registry.interventions.register("lwf")
@@ -148,13 +147,8 @@ class DistillState(InterventionState):
 
     def read_run(self, trainer, reference: RunReference, experiment: Experiment, tensors: dict[str, torch.Tensor],
                  seeds: list[int], source: str) -> None:
-        model = experiment.model
-        assert isinstance(model, Model)  # every registered model is one
-        teacher = model.build(trainer.info, trainer.seeds).to(trainer.params[0].device)
-        teacher.fresh = frozenset()  # a teacher is read whole, adapters included
-        copy_parameters(teacher, tensors, seeds, trainer.seeds, source, reference.path)
-        self.teacher = teacher.eval().requires_grad_(False)
-        self.teacher_params = {name: p.detach() for name, p in teacher.named_parameters()}
+        self.teacher = frozen_copy(trainer, experiment, tensors, seeds, source, reference.path)
+        self.teacher_params = {name: p.detach() for name, p in self.teacher.named_parameters()}
 
     def objective(self, trainer, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor,
                   members: slice) -> torch.Tensor | None:

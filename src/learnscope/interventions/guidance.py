@@ -29,11 +29,11 @@ from torch.func import functional_call
 
 from learnscope import registry
 from learnscope.errors import SpecError
-from learnscope.models.base import Edit, Model, Sites
+from learnscope.models.base import Edit, Sites
 from learnscope.probes.pairs import linear_cka
 from learnscope.spec import Experiment, RunReference
 from learnscope.train.hooks import Intervention, InterventionState
-from learnscope.train.trainer import copy_parameters
+from learnscope.train.trainer import frozen_copy
 
 
 def guided_pairs(sites: list[str], guide_sites: list[str]) -> list[tuple[str, str]]:
@@ -79,13 +79,9 @@ class GuidanceState(InterventionState):
 
     def read_run(self, trainer, reference: RunReference, experiment: Experiment, tensors: dict[str, torch.Tensor],
                  seeds: list[int], source: str) -> None:
-        model = experiment.model
-        assert isinstance(model, Model)  # every registered model is one
-        guide = model.build(trainer.info, trainer.seeds).to(trainer.params[0].device)
+        guide = frozen_copy(trainer, experiment, tensors, seeds, source, reference.path)
         guide.check_sites(self.spec.guide_sites, f"{self.path}.guide_sites")
-        guide.fresh = frozenset()  # a guide is read whole
-        copy_parameters(guide, tensors, seeds, trainer.seeds, source, reference.path)
-        self.guide = guide.eval().requires_grad_(False)
+        self.guide = guide
         self.guide_params = {name: p.detach() for name, p in guide.named_parameters()}
 
     def site_edits(self, trainer, step: int, members: slice, examples: slice) -> dict[str, Edit]:

@@ -40,11 +40,10 @@ from pydantic import Field, model_validator
 
 from learnscope import registry
 from learnscope.errors import SpecError
-from learnscope.models.base import Model
 from learnscope.seeding import generator
 from learnscope.spec import Experiment, RunReference
 from learnscope.train.hooks import Intervention, InterventionState
-from learnscope.train.trainer import copy_parameters
+from learnscope.train.trainer import frozen_copy
 
 NOISE_STREAM = "self-consume"
 
@@ -103,12 +102,7 @@ class SelfConsumeState(InterventionState):
     def read_run(self, trainer, reference: RunReference, experiment: Experiment, tensors: dict[str, torch.Tensor],
                  seeds: list[int], source: str) -> None:
         index = int(reference.field.removeprefix("sources[").removesuffix("]"))
-        model = experiment.model
-        assert isinstance(model, Model)  # every registered model is one
-        built = model.build(trainer.info, trainer.seeds).to(trainer.params[0].device)
-        built.fresh = frozenset()  # a generation is read whole
-        copy_parameters(built, tensors, seeds, trainer.seeds, source, reference.path)
-        self.models[index] = built.eval().requires_grad_(False)
+        self.models[index] = frozen_copy(trainer, experiment, tensors, seeds, source, reference.path)
 
     @torch.no_grad()
     def on_start(self, trainer) -> None:

@@ -83,6 +83,17 @@ def copy_parameters(model: EnsembleModel, tensors: dict[str, torch.Tensor], stor
             p.copy_(stored[index])
 
 
+def frozen_copy(trainer: Trainer, experiment: Experiment, tensors: dict[str, torch.Tensor], stored_seeds: list[int],
+                source: str, path: str) -> EnsembleModel:
+    """The model of another run (`experiment`'s, at its checkpoint `tensors`) for
+    this trainer's seeds, on its device, whole (adapters included), in eval mode
+    and without gradients: a teacher, a guide, an earlier generation."""
+    model = model_of(experiment).build(trainer.info, trainer.seeds).to(trainer.params[0].device)
+    model.fresh = frozenset()
+    copy_parameters(model, tensors, stored_seeds, trainer.seeds, source, path)
+    return model.eval().requires_grad_(False)
+
+
 class Trainer:
     def __init__(self, experiment: Experiment, device: str | torch.device | None = "cpu"):
         keep_freed_memory()
