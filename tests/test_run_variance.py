@@ -1,6 +1,6 @@
 """Run-to-run variance: the agreement statistics against numpy, the probe
 against each seed's own predictions, one seed, an ensemble's members
-against the same seeds run alone, gaussian-mixture's `data_seed`, bad
+against the same seeds run alone, the experiment's `data_seed`, bad
 input in one line, and the phenomenon's quick verdict."""
 
 from __future__ import annotations
@@ -18,16 +18,15 @@ from learnscope.probes.base import ProbeContext
 from learnscope.runner import run_experiment
 from learnscope.spec import Experiment
 from learnscope.store.sqlite import Store
-from learnscope.tasks.gaussian_mixture import GaussianMixture
 from learnscope.train.trainer import Trainer
 
-TASK = {"name": "gaussian-mixture", "classes": 4, "dim": 6, "separation": 1.5, "samples": 64, "test_samples": 60,
-        "data_seed": 7}
+TASK = {"name": "gaussian-mixture", "classes": 4, "dim": 6, "separation": 1.5, "samples": 64, "test_samples": 60}
 STATISTICS = ("all_right", "none_right", "disagree", "variance", "independent_variance")
 
 
-def spec(seeds=(0, 1, 2, 3, 4), probe: dict | None = None, task: dict | None = None, steps=6) -> dict:
-    return {"task": task or TASK, "model": {"name": "mlp", "hidden": [16]},
+def spec(seeds=(0, 1, 2, 3, 4), probe: dict | None = None, task: dict | None = None, steps=6,
+         data_seed: int | None = 7) -> dict:
+    return {"task": task or TASK, "model": {"name": "mlp", "hidden": [16]}, "data_seed": data_seed,
             "recipe": {"optimizer": "adam", "lr": 3e-2, "batch_size": 8, "steps": steps, "probe_every": 3,
                        "probe_log_points": 0},
             "probes": [probe or {"name": "agreement", "split": "test", "test_size": 20}], "seeds": list(seeds)}
@@ -128,17 +127,17 @@ def test_one_seed_alone_runs_and_has_no_variance(tmp_path):
 
 
 def test_data_seed_gives_every_seed_one_dataset_and_leaves_the_default_alone():
-    fields = {k: v for k, v in TASK.items() if k not in ("name", "data_seed")}
-    shared = GaussianMixture(**fields, data_seed=7)
-    a, b, own = shared.build(0), shared.build(5), GaussianMixture(**fields).build(7)
-    for built in (b, own):  # every seed builds seed 7's data, as seed 7 itself does without data_seed
-        assert torch.equal(a.inputs, built.inputs) and torch.equal(a.targets, built.targets)
-    assert not torch.equal(GaussianMixture(**fields).build(0).inputs, a.inputs)
+    shared = Trainer(Experiment.model_validate(spec(seeds=(0, 5))))
+    own = Trainer(Experiment.model_validate(spec(seeds=(7, 0), data_seed=None)))
+    for split, (x, y) in shared.data.splits.items():  # every seed builds seed 7's data, as seed 7 itself does
+        for k in (0, 1):
+            assert torch.equal(x[k], own.data.splits[split][0][0]) and torch.equal(y[k], own.data.splits[split][1][0])
+    assert not torch.equal(own.data.splits["train"][0][1], own.data.splits["train"][0][0])  # by default, its own
+    assert not torch.equal(shared.params[0][0], shared.params[0][1])  # initializations stay the seeds' own
 
 
 def test_seed_dependent_data_are_refused():
-    task = {k: v for k, v in TASK.items() if k != "data_seed"}
-    t = Trainer(Experiment.model_validate(spec(task=task)))
+    t = Trainer(Experiment.model_validate(spec(data_seed=None)))
     with pytest.raises(LearnscopeError, match="the seeds' 'test' examples differ"):
         t.experiment.probes[0].measure(ProbeContext(t, t.step, t.probe_needs))
 

@@ -243,6 +243,9 @@ class Experiment(BaseModel):
     # the models' initial parameters draw from (seed, init_stream) instead of the seed:
     # the same seeds then start from independent initializations with the same data
     init_stream: str | None = Field(None, min_length=1)
+    # every seed builds the data of this one seed (the same examples and labels): seeds then
+    # differ in initialization and batch order alone, as runs on one dataset do
+    data_seed: int | None = Field(None, ge=0, le=MAX_SEED)
 
     @model_validator(mode="wrap")
     @classmethod

@@ -4,7 +4,7 @@ Variance Between Runs of Neural Network Training is Harmless and
 Inevitable", Jordan 2023).
 
 The seeds must see the same examples (a task whose data do not depend on
-the seed, e.g. `gaussian-mixture` with `data_seed`): example i of the
+the seed: the experiment's `data_seed`): example i of the
 split is then one example, and p̂ᵢ, the share of the S seeds that get it
 right, estimates the probability pᵢ that a run does. `agreement` reads
 the split's first `max_examples` examples and reports:
@@ -104,8 +104,8 @@ class Agreement(Probe):
         inputs = ctx.trainer.data.splits[self.split][0][:, : outputs.shape[1]]
         if not (torch.equal(inputs, inputs[:1].expand_as(inputs)) and torch.equal(targets, targets[:1].expand_as(targets))):
             raise LearnscopeError(f"agreement compares the seeds example by example, but the seeds' '{self.split}' "
-                                  f"examples differ: give the task data that do not depend on the seed (for "
-                                  f"gaussian-mixture, data_seed)")
+                                  f"examples differ: give the experiment a data_seed (every seed then builds "
+                                  f"that seed's data)")
         if self.test_size is not None and self.test_size > outputs.shape[1]:
             raise SpecError("agreement.test_size", f"{self.test_size} examples per test set, but split '{self.split}' "
                             f"has {outputs.shape[1]}; valid: 1 to {outputs.shape[1]}")

@@ -8,11 +8,6 @@ assume.
 
 With label noise the train split is also offered as `train_clean` and
 `train_noisy` (the corrupted examples), for memorization studies.
-
-Each seed draws its own mixture and examples, unless `data_seed` is given:
-then every seed builds the data of that one seed (the same mixture, train
-and test examples), so seeds differ only in initialization and batch order,
-as runs of one dataset do (run-to-run variance).
 """
 
 from __future__ import annotations
@@ -34,9 +29,6 @@ class GaussianMixture(Task):
     test_samples: int = Field(1024, ge=1)
     label_noise: float = Field(0.0, ge=0, le=1, description="fraction of training labels replaced by another class")
     imbalance: float = Field(1.0, ge=1, description="ratio of the largest class's frequency to the smallest's")
-    data_seed: int | None = Field(None, ge=0, description="draw the data from this seed for every seed (the same "
-                                  "mixture and examples; seeds then differ in initialization and batch order only); "
-                                  "each seed's own when omitted")
 
     @field_validator("samples")
     @classmethod
@@ -78,7 +70,7 @@ class GaussianMixture(Task):
         return labels[torch.randperm(n, generator=gen)]
 
     def build(self, seed: int) -> Dataset:
-        gen = generator(seed if self.data_seed is None else self.data_seed, "data")
+        gen = generator(seed, "data")
         means = torch.randn(self.classes, self.dim, generator=gen)
         means = means / means.norm(dim=1, keepdim=True) * self.separation
         n = self.samples + self.test_samples

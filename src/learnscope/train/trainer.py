@@ -102,7 +102,8 @@ class Trainer:
         self.seeds = experiment.seed_list
         self.device = resolve_device(device)  # "auto", "cpu", "cuda", "mps"; one line if not on this machine
         deterministic_on(self.device)
-        self.data = EnsembleData(task_of(experiment), self.seeds, self.device)
+        data_seeds = self.seeds if experiment.data_seed is None else [experiment.data_seed] * len(self.seeds)
+        self.data = EnsembleData(task_of(experiment), data_seeds, self.device)
         self.info = self.data.info
         self.model = model_of(experiment).build(self.info, init_seeds(self.seeds, experiment.init_stream)).to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
