@@ -14,6 +14,20 @@ user who prefers high reward, r the task's item rewards (`categorical`'s
 curated data. Every example is drawn either way, so chains with other λ
 share their curated draws (common random numbers).
 
+With `mode: accumulate` a generation trains on the real data and every
+earlier generation's samples, as `self-consume`'s accumulate does for
+regression ("Is Model Collapse Inevitable? Breaking the Curse of Recursion
+by Accumulating Real and Synthetic Data", Gerstgrasser et al. 2024): the
+run of generation g reads `earlier` (the g − 1 generations before
+`source`, oldest first, the first the run on real data) and `source`; its
+training split must hold g + 1 blocks of the N real draws (`categorical`'s
+`copies: g + 1`). Block 0 keeps the real labels; block j (1 ≤ j ≤ g)
+becomes the draws of the j-th read model (earlier..., then source) from
+the stream of generation j, so block j holds exactly the labels that
+generation j's run drew (the chain's data accumulate, none is redrawn
+differently), and a replace chain's generation j shares its uniforms.
+`real_fraction` is replace's alone (accumulate's real share is 1/(g + 1)).
+
 Both draws are inverse-CDF lookups of float64 uniforms from the generator
 of (seed, "curate", generation): for each example, K uniforms pick the
 candidates, then one more picks the kept one. A seed's labels are the same
@@ -23,8 +37,10 @@ start from the task's real data and the read model alone).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from learnscope import registry
 from learnscope.errors import SpecError
@@ -64,9 +80,26 @@ class Curate(Intervention):
                                  "real labels (the first round(λ N) examples)")
     generation: int = Field(ge=1, description="this run's generation (1: it reads the model fit to real data); it "
                             "names the draws' stream")
+    mode: Literal["replace", "accumulate"] = Field("replace", description="replace: train on the source's samples "
+                                                   "alone; accumulate: on the real data and every earlier "
+                                                   "generation's samples")
+    earlier: list[str] = Field(default_factory=list, max_length=1000, description="accumulate: the generations before "
+                               "`source`, oldest first (the first the run on real data): generation - 1 runs")
+
+    @model_validator(mode="after")
+    def _earlier_fits_the_mode(self):
+        if self.mode == "replace" and self.earlier:
+            raise ValueError("mode replace reads the previous generation alone (`source`); `earlier` is accumulate's")
+        if self.mode == "accumulate":
+            if len(self.earlier) != self.generation - 1:
+                raise ValueError(f"mode accumulate reads every earlier generation: generation {self.generation} "
+                                 f"needs {self.generation - 1} runs in `earlier`, not {len(self.earlier)}")
+            if self.real_fraction:
+                raise ValueError("real_fraction is mode replace's; accumulate keeps the real draws as its first block")
+        return self
 
     def runs_read(self) -> dict[str, str]:
-        return {"source": self.source}
+        return {"source": self.source, **{f"earlier[{j}]": run for j, run in enumerate(self.earlier)}}
 
     def build(self, trainer) -> InterventionState:
         path = self.spec_path(trainer)
@@ -76,29 +109,42 @@ class Curate(Intervention):
                             f"task '{task.registry_name}' has none")
         if trainer.blocks:
             raise SpecError(path, "curate rewrites one training split; a stream of experiences has several")
-        return CurateState(self, task.rewards())
+        blocks = self.generation + 1 if self.mode == "accumulate" else 1
+        if blocks > 1 and task.copies != blocks:
+            raise SpecError(path, f"mode accumulate at generation {self.generation} needs a training split of "
+                            f"{blocks} copies of the real draws (categorical's copies: {blocks}); it has {task.copies}")
+        return CurateState(self, task.rewards(), blocks)
 
 
 class CurateState(InterventionState):
-    def __init__(self, spec: Curate, rewards: torch.Tensor):
+    def __init__(self, spec: Curate, rewards: torch.Tensor, blocks: int):
         self.spec = spec
         self.rewards = rewards
-        self.model: torch.nn.Module | None = None
+        self.blocks = blocks
+        self.parameter_copies = 1 + len(spec.earlier)  # the read models' parameters
+        self.models: list[torch.nn.Module | None] = [None] * (1 + len(spec.earlier))  # earlier..., then source
 
     def read_run(self, trainer, reference: RunReference, experiment: Experiment, tensors: dict[str, torch.Tensor],
                  seeds: list[int], source: str) -> None:
-        self.model = frozen_copy(trainer, experiment, tensors, seeds, source, reference.path)
+        index = -1 if reference.field == "source" else int(reference.field.removeprefix("earlier[").removesuffix("]"))
+        self.models[index] = frozen_copy(trainer, experiment, tensors, seeds, source, reference.path)
 
     @torch.no_grad()
     def on_start(self, trainer) -> None:
         spec = self.spec
-        if self.model is None:
+        if any(model is None for model in self.models):
             raise SpecError("interventions", f"curate's source '{spec.source}' was not loaded: train through "
                             "learnscope's runner (it reads the previous generation from the store)")
         x, y = trainer.train_x, trainer.train_y
-        probabilities = torch.softmax(self.model(x).double(), -1).cpu()  # [S, N, M]
-        real = round(spec.real_fraction * y.shape[1])
-        for member, seed in enumerate(trainer.seeds):
-            labels = curate_labels(probabilities[member], self.rewards, spec.candidates,
-                                   generator(seed, STREAM, spec.generation))
-            y[member, real:] = labels[real:].to(y)
+        size = y.shape[1] // self.blocks
+        if spec.mode == "replace":  # (block, model, stream, examples kept real)
+            labeled = [(0, self.models[-1], spec.generation, round(spec.real_fraction * size))]
+        else:
+            labeled = [(j + 1, model, j + 1, 0) for j, model in enumerate(self.models)]
+        for block, model, stream, real in labeled:
+            assert model is not None  # all loaded, checked above
+            probabilities = torch.softmax(model(x[:, :size]).double(), -1).cpu()  # [S, N, M]
+            for member, seed in enumerate(trainer.seeds):
+                labels = curate_labels(probabilities[member], self.rewards, spec.candidates,
+                                       generator(seed, STREAM, stream))
+                y[member, block * size + real : (block + 1) * size] = labels[real:].to(y)

@@ -9,7 +9,10 @@ label is an item drawn from the ground truth p*(i) ∝ (i + 1)^(−zipf)
 (uniform for zipf 0); a classifier's softmax output on the constant is the
 model's distribution over the items, and training by cross-entropy is
 maximum likelihood. `train` holds `samples` draws, `test` `test_samples`
-more (its cross-entropy estimates H(p*) + KL(p* ‖ model)).
+more (its cross-entropy estimates H(p*) + KL(p* ‖ model)). With `copies` k
+the training split holds its N draws k times over, in k consecutive blocks
+(the same draws whatever k): the room a self-consuming loop that
+accumulates its generations writes into (`curate`, mode accumulate).
 
 The reward of item i is r(i) = `reward` · i / (M − 1): the last item is
 preferred most. The task owns it (`rewards()`), so the curation that
@@ -34,6 +37,8 @@ class Categorical(Task):
     samples: int = Field(1000, ge=1, description="N: training draws from the ground truth")
     test_samples: int = Field(1000, ge=1, description="test draws from the ground truth")
     reward: float = Field(5.0, description="β: the reward of item i is β · i / (M - 1)")
+    copies: int = Field(1, ge=1, le=10_000, description="the training split holds its N draws this many times over "
+                        "(room for a self-consuming loop's accumulated generations)")
 
     def info(self) -> TaskInfo:
         return TaskInfo("vector", (1,), self.items, "cross_entropy", ("train", "test"))
@@ -50,5 +55,5 @@ class Categorical(Task):
     def build(self, seed: int) -> Dataset:
         n = self.samples + self.test_samples
         labels = torch.multinomial(self.truth(), n, replacement=True, generator=generator(seed, "data"))
-        return Dataset(torch.ones(n, 1), labels, {"train": torch.arange(self.samples),
+        return Dataset(torch.ones(n, 1), labels, {"train": torch.arange(self.samples).repeat(self.copies),
                                                   "test": torch.arange(self.samples, n)})
