@@ -555,9 +555,9 @@ def out_of_range(draw) -> Case:
         return case(("model", "heads"), draw(st.integers(1, 4 * d_model).filter(lambda h: d_model % h)),
                     f"must divide d_model ({d_model})")
     if rule == "widths":
-        widths = draw(st.just([]) | with_bad_element(st.integers(1, 64), st.integers(max_value=0)))
-        return case(("model", "hidden"), widths, any_of=("every hidden width must be at least 1",
-                                                         "List should have at least 1 item"))
+        # no hidden layer at all is a linear model, not bad input: a bad width is
+        widths = draw(with_bad_element(st.integers(1, 64), st.integers(max_value=0)))
+        return case(("model", "hidden"), widths, "every hidden width must be at least 1")
     if rule == "mirror":
         model = {**spec["model"], "mirror_init": True,
                  "hidden": draw(st.lists(st.integers(1, 64), max_size=2)) + [draw(st.integers(0, 31)) * 2 + 1]}
