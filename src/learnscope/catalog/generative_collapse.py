@@ -64,6 +64,7 @@ import numpy as np
 
 from learnscope import registry
 from learnscope.catalog.base import Arm, Figure, Phenomenon
+from learnscope.catalog.model_collapse import GEN0, accumulate, replace  # the same chain's arm names
 from learnscope.results import ArmData, Bands, Threshold, Verdict
 from learnscope.spec import Experiment
 
@@ -74,7 +75,7 @@ BOUND = Threshold(0.75, "BOUND", "largest KL to the truth of accumulate's last g
                   "accumulate last KL", full=(0.04195, 0.3669), quick=(0.05191, 0.3973), seeds=SEEDS_MEASURED)
 GROWTH = Threshold(3.0, "GROWTH", "largest ratio of accumulate's last-generation KL to the truth to gen0's",
                    "accumulate growth", full=(1.060, 1.958), quick=(0.7005, 2.243), seeds=SEEDS_MEASURED)
-GEN0, KL, ENTROPY = "gen0", "distribution/kl_to_truth", "distribution/entropy"
+KL, ENTROPY = "distribution/kl_to_truth", "distribution/entropy"
 ROUNDS = 5  # generations after gen0, at both sizes (the catalog's sizes share their arms)
 SIZES = {True: {"items": 16, "samples": 100, "steps": 300}, False: {"items": 32, "samples": 300, "steps": 400}}
 ZIPF = 1.0
@@ -93,14 +94,6 @@ def experiment(quick: bool, copies: int = 1, interventions: list[dict] | None = 
         "probes": ["distribution"],
         "seeds": SEEDS,
     })
-
-
-def replace(g: int) -> str:
-    return f"replace-{g}"
-
-
-def accumulate(g: int) -> str:
-    return f"accumulate-{g}"
 
 
 def collapse_arms(quick: bool) -> list[Arm]:
