@@ -57,6 +57,7 @@ import numpy as np
 
 from learnscope import registry
 from learnscope.catalog.base import Arm, Figure, Phenomenon
+from learnscope.catalog.model_collapse import GEN0, generation_curves  # gen0, then chains of generations
 from learnscope.results import ArmData, Bands, Threshold, Verdict
 from learnscope.spec import Experiment
 
@@ -71,7 +72,7 @@ FLOOR = Threshold(0.8, "FLOOR", "least ratio of the last mixed generation's entr
                   "mixed entropy over the truth's", full=(0.8987, 0.9301), quick=(0.8788, 0.9220), seeds=SEEDS_MEASURED)
 MIXED_GAIN = Threshold(0.5, "MIXED_GAIN", "least rise of the expected reward from gen0 to the last mixed generation",
                        "mixed reward gain", full=(0.848, 1.006), quick=(0.796, 1.015), seeds=SEEDS_MEASURED)
-GEN0, ENTROPY, REWARD = "gen0", "distribution/entropy", "distribution/reward"
+ENTROPY, REWARD = "distribution/entropy", "distribution/reward"
 ROUNDS = 5  # generations after gen0, at both sizes (the catalog's sizes share their arms)
 SIZES = {True: {"items": 16, "samples": 300, "steps": 300}, False: {"items": 32, "samples": 1000, "steps": 400}}
 CANDIDATES, BETA, MIXED = 4, 5.0, 0.5
@@ -111,14 +112,6 @@ def chain_arms(quick: bool) -> list[Arm]:
     return arms
 
 
-def chains(arms: dict[str, ArmData], metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per seed, the final `metric` at generations 0..G: (curated [S, G+1], mixed [S, G+1])."""
-    rounds = sum(name.startswith("curated-") for name in arms)
-    first = arms[GEN0].final(metric)
-    return tuple(np.stack([first] + [arms[name(g)].final(metric) for g in range(1, rounds + 1)], 1)  # type: ignore[return-value]
-                 for name in (curated, mixed))
-
-
 @registry.phenomena.register("curated-self-consumption")
 class CuratedSelfConsumption(Phenomenon):
     summary = ("a categorical model refit on its own reward-curated samples climbs the reward and collapses onto its "
@@ -135,8 +128,8 @@ class CuratedSelfConsumption(Phenomenon):
 
     def check(self, arms: dict[str, ArmData]) -> Verdict:
         sig = self.signature(arms[GEN0].seeds)
-        reward, reward_mixed = chains(arms, REWARD)
-        entropy, entropy_mixed = chains(arms, ENTROPY)
+        reward, reward_mixed = generation_curves(arms, REWARD, curated, mixed)
+        entropy, entropy_mixed = generation_curves(arms, ENTROPY, curated, mixed)
         truth_entropy = float(-(arms[GEN0].experiment.task.truth().log()  # type: ignore[attr-defined]
                                 * arms[GEN0].experiment.task.truth()).sum())  # type: ignore[attr-defined]
         sig.measure("gen0 expected reward", reward[:, 0])
@@ -171,7 +164,7 @@ class CuratedSelfConsumption(Phenomenon):
                 return []
             lines = [(label, x, values) for label, values in zip(("curated (real fraction 0)",
                                                                   f"mixed (real fraction {MIXED:g})"),
-                                                                 chains(arms, metric))]
+                                                                 generation_curves(arms, metric, curated, mixed))]
             figures.append(Bands(f"curated-self-consumption: {what} over generations",
                                  f"{what} of each generation's model (line: mean of seeds; band: lowest to highest)",
                                  "generation (0: fit to real data)", what, lines))

@@ -64,7 +64,7 @@ import numpy as np
 
 from learnscope import registry
 from learnscope.catalog.base import Arm, Figure, Phenomenon
-from learnscope.catalog.model_collapse import GEN0, accumulate, replace  # the same chain's arm names
+from learnscope.catalog.model_collapse import GEN0, accumulate, generation_curves, replace  # the same chain's arm names
 from learnscope.results import ArmData, Bands, Threshold, Verdict
 from learnscope.spec import Experiment
 
@@ -110,14 +110,6 @@ def collapse_arms(quick: bool) -> list[Arm]:
     return arms
 
 
-def chains(arms: dict[str, ArmData], metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per seed, the final `metric` at generations 0..G: (replace [S, G+1], accumulate [S, G+1])."""
-    rounds = sum(name.startswith("replace-") for name in arms)
-    first = arms[GEN0].final(metric)
-    return tuple(np.stack([first] + [arms[name(g)].final(metric) for g in range(1, rounds + 1)], 1)  # type: ignore[return-value]
-                 for name in (replace, accumulate))
-
-
 @registry.phenomena.register("generative-collapse")
 class GenerativeCollapse(Phenomenon):
     summary = ("a categorical model refit on its own samples loses items and drifts from the truth when they replace "
@@ -134,8 +126,8 @@ class GenerativeCollapse(Phenomenon):
 
     def check(self, arms: dict[str, ArmData]) -> Verdict:
         sig = self.signature(arms[GEN0].seeds)
-        kl, kl_acc = chains(arms, KL)
-        entropy, entropy_acc = chains(arms, ENTROPY)
+        kl, kl_acc = generation_curves(arms, KL, replace, accumulate)
+        entropy, entropy_acc = generation_curves(arms, ENTROPY, replace, accumulate)
         sig.measure("gen0 KL", kl[:, 0])
         sig.measure("replace last KL", kl[:, -1])
         last = sig.measure("accumulate last KL", kl_acc[:, -1])
@@ -159,7 +151,8 @@ class GenerativeCollapse(Phenomenon):
         x = np.arange(ROUNDS + 1, dtype=float)
         figures: list[Figure] = []
         for metric, what in ((KL, "KL to the truth (nats)"), (ENTROPY, "entropy (nats)")):
-            lines = [(label, x, values) for label, values in zip(("replace", "accumulate"), chains(arms, metric))]
+            curves = generation_curves(arms, metric, replace, accumulate)
+            lines = [(label, x, values) for label, values in zip(("replace", "accumulate"), curves)]
             figures.append(Bands(f"generative-collapse: {what} over generations",
                                  f"{what} of each generation's model (line: mean of seeds; band: lowest to highest)",
                                  "generation (0: fit to real data)", what, lines))

@@ -66,6 +66,7 @@ data on the phenomenon (`learnscope list model-collapse`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -130,13 +131,12 @@ def closed_forms(dim: int, samples: int, noise: float, generations: int) -> tupl
     return c * n, c * np.cumsum(1.0 / n ** 2)
 
 
-def curves(arms: dict[str, ArmData]) -> tuple[np.ndarray, np.ndarray]:
-    """Per seed, the final excess test error at n = 1..G+1: (replace [S, G+1], accumulate [S, G+1])."""
-    rounds = sum(name.startswith("replace-") for name in arms)
-    first = arms[GEN0].final(LOSS)
-    rep = np.stack([first] + [arms[replace(g)].final(LOSS) for g in range(1, rounds + 1)], 1)
-    acc = np.stack([first] + [arms[accumulate(g)].final(LOSS) for g in range(1, rounds + 1)], 1)
-    return rep, acc
+def generation_curves(arms: dict[str, ArmData], metric: str, *chains: Callable[[int], str]) -> tuple[np.ndarray, ...]:
+    """Per seed, the final `metric` at generations 0..G of each chain of arms
+    (gen0, then the arms a chain names for g = 1..G): one [S, G+1] per chain."""
+    rounds = sum(chains[0](g) in arms for g in range(1, len(arms) + 1))
+    first = arms[GEN0].final(metric)
+    return tuple(np.stack([first] + [arms[name(g)].final(metric) for g in range(1, rounds + 1)], 1) for name in chains)
 
 
 @registry.phenomena.register("model-collapse")
@@ -157,7 +157,7 @@ class ModelCollapse(Phenomenon):
         seeds = arms[GEN0].seeds
         sig = self.signature(seeds)
         task = arms[GEN0].experiment.task
-        rep, acc = curves(arms)
+        rep, acc = generation_curves(arms, LOSS, replace, accumulate)
         rep_cf, acc_cf = closed_forms(task.dim, task.samples, task.noise, rep.shape[1])  # type: ignore[attr-defined]
         tolerance = TOLERANCE * math.sqrt(SEEDS / len(seeds))
         sig.measure("gen0 excess error", rep[:, 0])
