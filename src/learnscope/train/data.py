@@ -4,6 +4,7 @@ materialized once so the hot path only indexes (no DataLoader)."""
 from __future__ import annotations
 
 import bisect
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Literal
 
@@ -11,7 +12,36 @@ import torch
 
 from learnscope.errors import SpecError
 from learnscope.seeding import generator
-from learnscope.tasks.base import Block, Task
+from learnscope.tasks.base import Block, Dataset, Task
+
+# Datasets built in this process, by (task class, parameters, seed), most recent last: a task's build is
+# a pure function of them, and a phenomenon's arms or a sweep's trials rebuild the same data per arm
+# (a Markov corpus's sampling was a third of a 36-arm learning-rate sweep). EnsembleData only reads a
+# dataset (it copies the splits out), so one built copy serves every arm. Bounded in bytes.
+_BUILT: OrderedDict[tuple[str, str, int], Dataset] = OrderedDict()
+BUILT_BYTES = 32 * 2**20  # small next to what a run allocates: the memory estimate stays honest
+
+
+def _nbytes(dataset: Dataset) -> int:
+    tensors = [dataset.inputs, dataset.targets, *dataset.splits.values()]
+    if dataset.identities is not None:
+        tensors.append(dataset.identities)
+    return sum(t.element_size() * t.nelement() for t in tensors)
+
+
+def built(task: Task, seed: int) -> Dataset:
+    """`task.build(seed)`, or the same dataset built before in this process."""
+    key = (f"{type(task).__module__}.{type(task).__qualname__}", task.model_dump_json(), seed)
+    if key in _BUILT:
+        _BUILT.move_to_end(key)
+        return _BUILT[key]
+    dataset = task.build(seed)
+    size = _nbytes(dataset)
+    if size <= BUILT_BYTES:
+        _BUILT[key] = dataset
+        while sum(_nbytes(d) for d in _BUILT.values()) > BUILT_BYTES:
+            _BUILT.popitem(last=False)
+    return dataset
 
 
 class EnsembleData:
@@ -22,7 +52,7 @@ class EnsembleData:
         # one seed's dataset at a time, copied into the stacked splits on the device: the host
         # never holds every seed's dataset beside the stacked splits (that was three times the data)
         for k, seed in enumerate(seeds):
-            dataset = task.build(seed)
+            dataset = built(task, seed)
             for name in self.info.splits:
                 index = dataset.splits[name]
                 if k == 0:
