@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from functools import cached_property
@@ -394,11 +395,28 @@ def _fields_at(model: type[BaseModel] | str, loc: list[str]) -> list[str] | None
 # ---------------------------------------------------------------- overrides
 
 
+class SpecLoader(yaml.SafeLoader):
+    """YAML as a spec reads it: safe, and `1e-3` is a float. PyYAML follows YAML 1.1,
+    where a float needs a dot (`1.0e-3`), so `lr: 1e-3` or `--grid recipe.lr=1e-3,3e-3`
+    gave strings: a spec field coerced them, but a sweep's axis kept text, sorted and
+    drew it as text. YAML 1.2's float pattern makes them numbers."""
+
+
+SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=SpecLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_value(text: str) -> Any:
     """`--set` values: YAML scalars and lists (`3`, `true`, `[64, 64]`);
     anything else stays a string for pydantic to coerce or reject."""
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError:
         return text
 
@@ -487,7 +505,7 @@ def load_spec_file(path: str | Path) -> dict:
         elif path.suffix.lower() == ".json":
             data = json.loads(text)
         else:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
