@@ -20,8 +20,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "learnscope"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "faults", "progress", "provenance", "seeding", "stats", "version", "stacked_optim", "optimizers",
-     "registry"),
+    ("errors", "faults", "progress", "provenance", "seeding", "stats", "sensitivity", "version", "stacked_optim",
+     "optimizers", "registry"),
     ("spec",),
     ("tasks", "losses"),
     ("models",),

@@ -409,6 +409,41 @@ def _print_sweep(swept, rows, console: Console) -> None:
     if best is not None and headline:
         better = "lower" if lower_is_better(headline) else "higher"
         console.print(f"best trial by the mean of {headline} ({better} is better): {best.run_id}")
+    _print_sensitivity(swept, console)
+
+
+def _sensitivity(swept) -> tuple[list, str | None]:
+    """(the sweep's LR-sensitivity rows, or why there are none to give)."""
+    from learnscope.sweep import lr_sensitivity
+
+    try:
+        return lr_sensitivity(swept), None
+    except LearnscopeError as error:
+        return [], str(error)
+
+
+def _print_sensitivity(swept, console: Console) -> None:
+    from learnscope.stats import mean_ci
+
+    rows, why = _sensitivity(swept)
+    if why:
+        console.print(f"LR sensitivity: not computed: {escape(why)}")
+    if not rows:
+        return
+    labels = list(rows[0].group)
+    arms = any(row.arm for row in rows)
+    table = Table(*(escape(label) for label in labels), *(["arm"] if arms else []), "LR sensitivity mean [95% CI]",
+                  "per seed", title=f"LR sensitivity of {rows[0].metric} over recipe.lr = {rows[0].rates}: the mean "
+                  "of min(loss, loss at init) − the best loss")
+    for row in rows:
+        cells = [escape(json.dumps(row.group[label])) for label in labels] + ([row.arm or ""] if arms else [])
+        if row.missing:
+            cells += [f"waits on {len(row.missing)} trials", ""]
+        else:
+            mean, low, high = mean_ci(row.values)
+            cells += [f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]", " ".join(fmt(v) for v in row.values)]
+        table.add_row(*cells)
+    console.print(table)
 
 
 @app.command()
@@ -577,9 +612,12 @@ def show(run_id: Annotated[str, typer.Argument(help="a run id, a unique prefix o
         swept = Sweep(st, run_id)
         rows = swept.trials()
         if as_json:
+            sensitivity, why = _sensitivity(swept)
             print(json.dumps(_finite({"sweep_id": swept.id, "status": swept.status, "seeds": swept.record.seeds,
                                       "trials": [{"run_id": r.run_id, "values": r.values, "status": r.status,
-                                                  "duration": r.duration, "final": r.final} for r in rows]}),
+                                                  "duration": r.duration, "final": r.final} for r in rows],
+                                      "lr_sensitivity": [row.as_dict() for row in sensitivity],
+                                      **({"lr_sensitivity_error": why} if why else {})}),
                              default=str))
             return
         _print_sweep(swept, rows, _console(False))

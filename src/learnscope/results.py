@@ -34,6 +34,7 @@ class ArmData:
     record: RunRecord
     frame: pd.DataFrame  # run_id, seed, step, name, value
     excluded: set[int] = field(default_factory=set)  # seeds that diverged: left out of every measure
+    diverged: dict[int, int] = field(default_factory=dict)  # this arm's seeds that diverged -> at which step
 
     @property
     def seeds(self) -> list[int]:
@@ -64,6 +65,26 @@ class ArmData:
     def final(self, name: str) -> np.ndarray:
         """The last recorded value of a metric per seed, [S]."""
         return self.curve(name)[1][:, -1]
+
+    def final_or_nan(self, name: str) -> np.ndarray:
+        """`final`, NaN for a seed that diverged in this arm (its frozen parameters' value is no outcome):
+        for a phenomenon that keeps diverged seeds (`Phenomenon.keeps_diverged`)."""
+        values = self.final(name).copy()
+        values[np.isin(self.seeds, list(self.diverged))] = np.nan
+        return values
+
+
+def arms_data(store: Any, arms: Sequence[RunRecord], keep_diverged: bool = False,
+              frame: pd.DataFrame | None = None) -> dict[str, ArmData]:
+    """Each arm's stored metrics (`frame`: theirs, already read) as ArmData, by arm
+    name. A seed that diverged in any arm leaves every arm (signatures compare arms
+    seed by seed) unless `keep_diverged`; each arm knows its own diverged seeds."""
+    diverged = {arm.id: store.diverged(arm.id) for arm in arms}
+    left_out = set() if keep_diverged else {seed for found in diverged.values() for seed in found}
+    if frame is None:
+        frame = store.metrics([arm.id for arm in arms])
+    return {arm.arm or "": ArmData(arm, frame[frame["run_id"] == arm.id], left_out, diverged[arm.id])
+            for arm in arms}
 
 
 def first_step(steps: np.ndarray, values: np.ndarray, threshold: float, below: bool = False) -> np.ndarray:

@@ -27,7 +27,7 @@ from learnscope.errors import LearnscopeError, RunInterrupted, SpecError, one_of
 from learnscope.optimizers import OPTIMIZERS
 from learnscope.progress import TrainingProgress
 from learnscope.provenance import ENVIRONMENT_EVENT, environment
-from learnscope.results import ArmData, Verdict
+from learnscope.results import Verdict, arms_data
 from learnscope.runs import Run
 from learnscope.spec import Experiment, apply_override, get_key
 from learnscope.store.base import RunRecord, RunStore, run_id_for
@@ -416,15 +416,10 @@ def check_signature(store: RunStore, run_id: str) -> Verdict:
         what = "a plain experiment" if record.kind == "experiment" else f"a {record.kind} run"
         raise LearnscopeError(f"run '{run_id}' is {what}; only phenomenon runs have a signature")
     phenomenon: Phenomenon = registry.phenomena.get(record.name, "phenomenon")()
-    children = store.children(run_id)
-    # a seed that diverged in any arm leaves every arm: signatures compare arms seed by seed
-    diverged = {seed for child in children for seed in store.diverged(child.id)}
-    arms: dict[str, ArmData] = {}
-    for child in children:
-        assert child.arm is not None  # a phenomenon's children are its arms
-        arms[child.arm] = ArmData(child, store.metrics(child.id), diverged)
+    arms = arms_data(store, store.children(run_id), phenomenon.keeps_diverged)
     verdict = phenomenon.check(arms)
-    if not verdict.seeds and diverged:
+    diverged = {seed for arm in arms.values() for seed in arm.diverged}
+    if not verdict.seeds and diverged and not phenomenon.keeps_diverged:
         verdict.no_seeds = (f"every seed diverged in some arm (seeds {sorted(diverged)}: the loss became NaN or Inf; "
                             f"a seed that diverges in one arm leaves every arm)")
     return verdict

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from learnscope import registry
 from learnscope.catalog.base import Phenomenon
 from learnscope.continual import RANK_BY, RANKING, arm_measures
-from learnscope.results import ArmData, Verdict
+from learnscope.results import ArmData, Verdict, arms_data
 from learnscope.stats import summarize
 from learnscope.store.base import RunRecord, RunStore
 
@@ -86,10 +86,10 @@ class Run:
         return {arm.arm or "": found for arm in self.arms if (found := self.store.diverged(arm.id))}
 
     def arm_data(self) -> dict[str, ArmData]:
-        """Each arm's metrics as per-seed arrays, without the seeds that diverged in any arm."""
-        frame = self.metrics
-        left_out = {seed for seeds in self.diverged.values() for seed in seeds}
-        return {arm.arm or "": ArmData(arm, frame[frame["run_id"] == arm.id], left_out) for arm in self.arms}
+        """Each arm's metrics as per-seed arrays, without the seeds that diverged in any arm
+        (kept for a phenomenon whose signature reads divergence, `Phenomenon.keeps_diverged`)."""
+        phenomenon = self._phenomenon()
+        return arms_data(self.store, self.arms, phenomenon is not None and phenomenon.keeps_diverged, self.metrics)
 
     def final(self) -> pd.DataFrame:
         """The last recorded value of every metric, per arm and seed, without

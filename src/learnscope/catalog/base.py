@@ -81,6 +81,9 @@ class Phenomenon:
     # {metric: label}: the arms side by side (mean [95% CI] of these final or
     # derived measures) in summaries and reports (Run.tables); none when empty
     comparison: ClassVar[dict[str, str]] = {}
+    # a seed that diverges in one arm leaves every arm, unless divergence is an outcome the signature
+    # reads (ArmData.diverged; e.g. a learning-rate sweep, where a diverged run costs its initial loss)
+    keeps_diverged: ClassVar[bool] = False
 
     def arms(self, quick: bool) -> list[Arm]:
         raise NotImplementedError

@@ -13,12 +13,14 @@ before anything is recorded. The driver here owns the store; a `Backend`
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from learnscope import registry
@@ -37,7 +39,8 @@ from learnscope.sweep.grid import Axis, Trial, experiment_trials, parse_grid, ph
 from learnscope.sweep.trial import TRIAL_EVENT, TrialResult, TrialWork, run_trial, trial_work
 from learnscope.train.devices import resolve_device
 
-__all__ = ["TRIAL_EVENT", "Backend", "Sweep", "TrialResult", "resume_sweep", "run_sweep"]
+__all__ = ["TRIAL_EVENT", "Backend", "SensitivityRow", "Sweep", "TrialResult", "lr_sensitivity", "resume_sweep",
+           "run_sweep"]
 
 
 def _reporter(progress: TrainingProgress | bool) -> TrainingProgress:
@@ -271,6 +274,103 @@ class Sweep:
             raise LearnscopeError(f"sweep '{self.id}' has no trial with a finite final metric to rank")
         sign = -1.0 if lower_is_better(metric) else 1.0
         return max(scored, key=lambda pair: (sign * pair[0], -pair[1].index))[1], metric
+
+
+@dataclass(frozen=True)
+class SensitivityRow:
+    """The LR sensitivity (learnscope.sensitivity) of one curve of a sweep: the
+    trials that differ only in the learning rate (`group`: the other axes'
+    values; `arm`: a phenomenon's arm), per seed."""
+
+    group: dict[str, Any]
+    arm: str | None
+    metric: str
+    rates: list[float]
+    seeds: list[int]
+    values: list[float]  # per seed; NaN: no finite loss at any rate
+    missing: list[str]  # trials of the curve not run yet: then no values
+
+    def as_dict(self) -> dict[str, Any]:
+        mean, low, high = mean_ci(self.values) if self.values else (math.nan,) * 3
+        return {"group": self.group, "arm": self.arm, "metric": self.metric, "rates": self.rates, "seeds": self.seeds,
+                "values": self.values, "mean": mean, "ci": [low, high], "missing": self.missing}
+
+
+LR_KEY = "recipe.lr"
+
+
+def lr_axis(sweep: Sweep, axis: str | None = None) -> Axis | None:
+    """The sweep's learning-rate axis: `axis` (a label), or the one that sweeps `recipe.lr` over two or
+    more rates; None if it has none."""
+    axes = sweep.axes
+    if axis is not None:
+        chosen = [a for a in axes if a.label == axis]
+        if not chosen:
+            raise LearnscopeError(f"sweep '{sweep.id}' has no axis '{axis}'; {one_of(axis, [a.label for a in axes])}")
+    else:
+        chosen = [a for a in axes if a.key == LR_KEY]
+        if len(chosen) > 1:
+            raise LearnscopeError(f"sweep '{sweep.id}' sweeps {LR_KEY} on more than one arm "
+                                  f"({', '.join(a.label for a in chosen)}); name the axis")
+    if not chosen:
+        return None
+    values = chosen[0].values
+    if len(values) < 2 or not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in values):
+        if axis is None:  # a sweep that only sets the rate: no curve to summarize
+            return None
+        raise LearnscopeError(f"axis '{chosen[0].label}' of sweep '{sweep.id}' needs two or more positive learning "
+                              f"rates for an LR sensitivity; it has {values}")
+    return chosen[0]
+
+
+def lr_sensitivity(sweep: Sweep, axis: str | None = None, metric: str = "loss/test") -> list[SensitivityRow]:
+    """Per curve of the sweep along its learning-rate axis (see `lr_axis`): the LR
+    sensitivity of `metric` (a loss, probed at step 0 as well: the loss at
+    initialization caps each run), per seed. A seed that diverged in a trial
+    counts its loss at initialization there. [] if the sweep has no such axis."""
+    from learnscope.results import arms_data
+    from learnscope.sensitivity import lr_sensitivity as sensitivity
+
+    lr = lr_axis(sweep, axis)
+    if lr is None:
+        return []
+    others = [a.label for a in sweep.axes if a.label != lr.label]
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for planned in sweep.record.spec["trials"]:
+        group = {label: planned["values"][label] for label in others}
+        curves.setdefault(json.dumps(group, sort_keys=True, default=str), []).append(planned)
+    rows = []
+    for trials in curves.values():
+        trials.sort(key=lambda t: t["values"][lr.label])
+        group = {label: trials[0]["values"][label] for label in others}
+        rates = [float(t["values"][lr.label]) for t in trials]
+        records = [sweep.store.find_run(t["run_id"]) for t in trials]
+        missing = [t["run_id"] for t, r in zip(trials, records) if r is None or r.status == "running"]
+        arms = [arms_data(sweep.store, Run(sweep.store, r.id).arms, keep_diverged=True) if r else {}
+                for r in records]
+        for arm in (sorted(arms[0]) if arms and arms[0] else [""]):
+            name = arm or None
+            if missing:
+                rows.append(SensitivityRow(group, name, metric, rates, sweep.record.seeds, [], missing))
+                continue
+            final, initial = [], []
+            for trial, found in zip(trials, arms):
+                data = found.get(arm)
+                if data is None:
+                    raise LearnscopeError(f"trial '{trial['run_id']}' has no arm '{arm}'")
+                try:
+                    steps, values = data.curve(metric)
+                except KeyError:
+                    raise LearnscopeError(f"trial '{trial['run_id']}' recorded no '{metric}'; an LR sensitivity "
+                                          f"needs a loss probed at step 0 and at the end") from None
+                if steps[0] != 0:
+                    raise LearnscopeError(f"trial '{trial['run_id']}' first probed '{metric}' at step {steps[0]}; "
+                                          f"an LR sensitivity needs the loss at initialization (step 0)")
+                final.append(data.final_or_nan(metric))
+                initial.append(values[:, 0])
+            per_seed = sensitivity(np.stack(final), np.stack(initial))  # diverged seeds kept: every seed is here
+            rows.append(SensitivityRow(group, name, metric, rates, sweep.record.seeds, per_seed.tolist(), []))
+    return rows
 
 
 def compare_sweep(sweep: Sweep, baseline: str | None = None, metrics: Sequence[str] = ()

@@ -1,7 +1,8 @@
 """A sweep's report, made only from the store: each final metric against each
 swept axis (mean and 95% t-interval across seeds; a log x-axis for scale
-parameters), a heatmap for a 2-D grid, the best trial marked, and a table of
-trials with mean [CI]."""
+parameters), a heatmap for a 2-D grid, the best trial marked, a table of
+trials with mean [CI], and for a sweep of the learning rate each curve's LR
+sensitivity (learnscope.sensitivity)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from learnscope.errors import LearnscopeError
 from learnscope.report import report_directory, save_figures, write_page
 from learnscope.report.page import fmt
 from learnscope.report.plots import new_figure
 from learnscope.stats import mean_ci
-from learnscope.sweep import Sweep, TrialRow, lower_is_better
+from learnscope.sweep import Sweep, TrialRow, lower_is_better, lr_sensitivity
 from learnscope.sweep.grid import Axis
 
 SCALE_KEYS = ("lr", "weight_decay")
@@ -140,6 +142,32 @@ def trial_table(sweep: Sweep, rows: Sequence[TrialRow], metrics: Sequence[str], 
     return f"<table>{head}{''.join(body)}</table>"
 
 
+def sensitivity_table(sweep: Sweep) -> str:
+    """Each learning-rate curve's LR sensitivity, mean [CI] and per seed ("" if the sweep has no LR axis)."""
+    try:
+        rows = lr_sensitivity(sweep)
+    except LearnscopeError as error:
+        return f"<p>LR sensitivity not computed: {html.escape(str(error))}</p>"
+    if not rows:
+        return ""
+    labels = list(rows[0].group)
+    head = "".join(f"<th>{html.escape(label)}</th>" for label in labels) + "<th>arm</th><th>mean [95% CI]</th>" \
+        "<th>per seed</th>"
+    body = []
+    for row in rows:
+        cells = "".join(f"<td>{html.escape(_label(row.group[label]))}</td>" for label in labels)
+        cells += f"<td>{html.escape(row.arm or '')}</td>"
+        if row.missing:
+            cells += f"<td>waits on {len(row.missing)} trials</td><td></td>"
+        else:
+            mean, low, high = mean_ci(row.values)
+            cells += f"<td>{fmt(mean)} [{fmt(low)}, {fmt(high)}]</td><td>{' '.join(fmt(v) for v in row.values)}</td>"
+        body.append(f"<tr>{cells}</tr>")
+    return (f"<h3>LR sensitivity of {html.escape(rows[0].metric)}</h3><p>Over recipe.lr = {rows[0].rates}: the mean of "
+            "min(loss, loss at initialization) minus the best loss, per seed (Wortsman et al.; a diverged seed "
+            f"counts its loss at initialization).</p><table><tr>{head}</tr>{''.join(body)}</table>")
+
+
 def sweep_figures(sweep: Sweep, rows: Sequence[TrialRow], metrics: Sequence[str]) -> list[tuple[str, Figure]]:
     axes = sweep.axes
     figures = []
@@ -168,6 +196,7 @@ def write_sweep_report(sweep: Sweep, out: str | Path | None = None) -> Path:
          f"({'lower' if lower_is_better(metrics[0]) else 'higher'} is better): "
          f"<b>{html.escape(best.run_id)}</b> ★</p>") if best is not None and metrics else "<p>no metrics yet</p>",
         trial_table(sweep, rows, metrics, best),
+        sensitivity_table(sweep),
     ]
     images = save_figures(store, [sweep.id], out, sweep_figures(sweep, rows, metrics))
     return write_page(store, [sweep.id], out, f"learnscope sweep — {sweep.id}", sections, images,
