@@ -1,9 +1,11 @@
 """The pieces of `few-shot-retention`: the `few-shot-items` task, the
 `single-exposure` intervention (the batch at its update is exactly the
 items, every other update's is the drawn one, and a resumed run trains the
-same), the `recognition` probe against an independent numpy computation of
-Orhan's two-alternative forced choice, and the phenomenon's check on
-hand-made curves."""
+same; its few exposures, `times` and `per_update`, against a plan written
+out by loops and against successive SGD steps by autograd), the
+`recognition` probe against an independent numpy computation of Orhan's
+two-alternative forced choice, and the phenomenon's check (recognition and
+recall) on hand-made curves."""
 
 from __future__ import annotations
 
@@ -155,6 +157,102 @@ def test_the_intervention_refuses_bad_input(exposure, field, words):
     assert field in str(error.value)
 
 
+def expected_exposures(at: int, times: int, size: int, per_update: int | None) -> dict[int, list[int]]:
+    """{update: the split's example indices in its batch}, written out by loops."""
+    per = size if per_update is None else per_update
+    chunks = []
+    start = 0
+    while start < size:
+        chunks.append(list(range(start, min(start + per, size))))
+        start += per
+    plan, step = {}, at
+    for _ in range(times):
+        for chunk in chunks:
+            plan[step] = chunk
+            step += 1
+    return plan
+
+
+@pytest.mark.parametrize("times, per_update", [(1, None), (3, None), (2, 2), (1, 3), (2, 5), (2, 9)])
+def test_few_exposures_hold_the_items_at_consecutive_updates(times, per_update):
+    """`times` showings from `at`, each over consecutive updates of `per_update`
+    items in order, against the plan written out by loops; other updates as drawn."""
+    exposure = {"at": 1, "times": times, **({} if per_update is None else {"per_update": per_update})}
+    t = Trainer(experiment(steps=12, exposure=exposure))
+    state = t.interventions[0]
+    items_x, items_y = t.data.splits["items"]
+    plan = expected_exposures(1, times, 5, per_update)
+    assert state.extra_examples == max(len(chunk) for chunk in plan.values())
+    for step in range(12):
+        t.step = step
+        x, y = t.batch()
+        got_x, got_y = state.batch(t, x, y)
+        if step not in plan:
+            assert got_x is x and got_y is y
+            continue
+        index = torch.tensor(plan[step])
+        assert torch.equal(got_x, items_x[:, index]) and torch.equal(got_y, items_y[:, index])
+
+
+def test_few_exposures_append_to_the_drawn_batch():
+    t = Trainer(experiment(steps=6, exposure={"at": 0, "times": 2, "per_update": 3, "mix": "append"}))
+    state = t.interventions[0]
+    items_x, _ = t.data.splits["items"]
+    for step, index in expected_exposures(0, 2, 5, 3).items():
+        t.step = step
+        x, y = t.batch()
+        got_x, _ = state.batch(t, x, y)
+        assert torch.equal(got_x, torch.cat([x, items_x[:, torch.tensor(index)]], 1))
+
+
+def test_k_exposures_are_k_sgd_steps_on_the_items():
+    """Three exposures from update 0 of plain SGD: each seed's weights after them
+    are three successive steps of -lr times the gradient of its mean loss over its
+    own items, by autograd on one seed's model at a time."""
+    t = Trainer(experiment(steps=4, exposure={"at": 0, "times": 3}))
+    items_x, items_y = t.data.splits["items"]
+    names = [n for n, p in t.model.named_parameters() if p.requires_grad]
+    want = []
+    for k in range(3):
+        weights = [p[k : k + 1].detach().clone() for p in t.params]
+        for _ in range(3):
+            single = {n: w.clone().requires_grad_() for n, w in zip(names, weights)}
+            out = torch.func.functional_call(t.model, single, (items_x[k : k + 1],))
+            loss = torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), items_y[k].reshape(-1))
+            grads = torch.autograd.grad(loss, list(single.values()))
+            weights = [(w - 0.1 * g).detach() for w, g in zip(single.values(), grads)]
+        want.append(weights)
+    for _ in range(3):
+        t.train_step()
+    for i, p in enumerate(t.params):
+        torch.testing.assert_close(p.detach(), torch.cat([want[k][i] for k in range(3)]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("stop", [1, 2, 4])  # resumes between exposures, and after them
+def test_a_run_resumed_during_the_exposures_trains_as_the_uninterrupted_one(stop):
+    exposure = {"at": 1, "times": 2, "per_update": 3}
+    straight = Trainer(experiment(steps=6, exposure=exposure, optimizer="adamw"))
+    straight.run()
+    first = Trainer(experiment(steps=6, exposure=exposure, optimizer="adamw"))
+    while first.step < stop:
+        first.train_step()
+    tensors, meta = first.state()
+    resumed = Trainer(experiment(steps=6, exposure=exposure, optimizer="adamw"))
+    resumed.load_state(tensors, meta)
+    resumed.run()
+    for a, b in zip(straight.params, resumed.params):
+        assert torch.equal(a, b)
+
+
+def test_exposures_past_the_run_are_refused():
+    with pytest.raises(SpecError, match="updates 2..5, past the run's last, 4") as error:
+        Trainer(experiment(exposure={"at": 2, "times": 2, "per_update": 3}))
+    assert "interventions[0].times" in str(error.value)
+    for bad in ({"times": 0}, {"per_update": 0}):
+        with pytest.raises(Exception, match=next(iter(bad))):
+            experiment(exposure=bad)
+
+
 def test_a_wrong_mix_names_the_valid_ones():
     with pytest.raises(Exception, match="replace") as error:
         experiment(exposure={"mix": "insert"})
@@ -232,7 +330,8 @@ def test_the_check_reads_fast_then_slow_forgetting():
     exposed = arm(fsr.EXPOSED, {fsr.ITEM_LOSS: items, fsr.CONTROL_LOSS: items + gap, fsr.REC: rec, fsr.RECALL: zeros,
                             fsr.RECALL_CONTROL: zeros, "loss/test": zeros + 1.4}, steps)
     background = arm(fsr.BACKGROUND, {"loss/test": np.ones((3, 1))}, np.array([0]))
-    verdict = fsr.FewShotRetention().check({fsr.BACKGROUND: background, fsr.EXPOSED: exposed})
+    few = few_arm(np.array([FAST_THEN_SLOW] * 3))
+    verdict = fsr.FewShotRetention().check({fsr.BACKGROUND: background, fsr.EXPOSED: exposed, fsr.EXPOSED_FEW: few})
     assert verdict.passed == [True, False, False]
     assert "peak recognition 0.500" in verdict.failures[1]
     assert "early rate 0.0100, late rate 0.01000" in verdict.failures[2]
@@ -240,3 +339,50 @@ def test_the_check_reads_fast_then_slow_forgetting():
     np.testing.assert_allclose(measures["early rate"][0], (1.0 - 0.5) / (fsr.SPLIT - 1))
     np.testing.assert_allclose(measures["late rate"][0], (0.5 - 0.4) / (100 - fsr.SPLIT))
     assert not verdict.ok
+
+
+FEW_STEPS = np.array([0, 1, 8, 9, 13, 20, fsr.FEW_SPLIT, 80, 120])
+FAST_THEN_SLOW = [0.01, 0.03, 0.4, 0.5, 0.4, 0.2, 0.1, 0.08, 0.06]
+
+
+def check_recall(few: ArmData):
+    sig = fsr.FewShotRetention().signature(few.seeds)
+    fsr.FewShotRetention.check_recall(few, sig)
+    return sig.verdict()
+
+
+def few_arm(recall: np.ndarray, control: float = 0.01) -> ArmData:
+    return arm(fsr.EXPOSED_FEW, {fsr.RECALL: recall, fsr.RECALL_CONTROL: np.full_like(recall, control),
+                                 "loss/test": np.full_like(recall, 1.5)}, FEW_STEPS)
+
+
+def test_the_check_reads_recall_rising_after_the_exposures_then_falling_fast_then_slow():
+    # seed 0: a peak, then fast, then slow; seed 1: no recall; seed 2: a linear decline (no fast phase);
+    # seed 3: a peak before the last exposure only (outside the window)
+    linear = [0.01, 0.03] + [0.5 - 0.004 * (s - fsr.TIMES) for s in FEW_STEPS[2:]]
+    early_only = [0.01, 0.6, 0.05, 0.05, 0.04, 0.03, 0.02, 0.02, 0.01]
+    recall = np.array([FAST_THEN_SLOW, [0.01] * 9, linear, early_only])
+    verdict = check_recall(few_arm(recall))
+    assert verdict.passed == [True, False, False, False]
+    assert "peak recall 0.010 at update 8" in verdict.failures[1]
+    assert "peak recall 0.050 at update 8" in verdict.failures[3]
+    measures = verdict.measures
+    np.testing.assert_allclose(measures["few: early recall rate"][0], (0.5 - 0.1) / (fsr.FEW_SPLIT - 9))
+    np.testing.assert_allclose(measures["few: late recall rate"][0], (0.1 - 0.06) / (120 - fsr.FEW_SPLIT))
+    np.testing.assert_allclose(measures["few: early / late recall rate"][2], 1.0, rtol=1e-9)
+    assert "early rate 0.0040, late rate 0.00400" in verdict.failures[2]
+    # recall as high in the controls: no memory of the items
+    same = check_recall(few_arm(np.array([FAST_THEN_SLOW]), control=0.45))
+    assert same.passed == [False] and "recall 0.500, controls 0.450" in same.failures[0]
+
+
+def test_the_arms_have_the_same_names_at_both_sizes_and_the_few_shot_arm_starts_from_the_background():
+    for quick in (True, False):
+        arms = fsr.FewShotRetention().arms(quick)
+        assert [a.name for a in arms] == [fsr.BACKGROUND, fsr.EXPOSED, fsr.EXPOSED_FEW]
+        few = arms[2]
+        assert few.starts_from == fsr.BACKGROUND
+        (exposure,) = few.experiment.interventions
+        assert exposure.times == fsr.TIMES and exposure.at == 0 and exposure.per_update is None
+        assert few.experiment.task.items == fsr.FEW_ITEMS
+        assert fsr.FEW_SPLIT % few.experiment.recipe.probe_every == 0  # probed
