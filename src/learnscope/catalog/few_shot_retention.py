@@ -127,6 +127,8 @@ The exposure costs the background too (test loss 1.44-1.53 / 1.31-1.42 before it
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from learnscope import registry
@@ -218,6 +220,36 @@ def value_at(steps: np.ndarray, values: np.ndarray, step: int) -> np.ndarray:
     return values[:, int(np.flatnonzero(steps == step)[0])]
 
 
+@dataclass(frozen=True)
+class Falls:
+    """A memory curve's peak in a window and how fast it falls from there, per seed."""
+
+    peak: np.ndarray
+    peak_index: np.ndarray
+    peak_step: np.ndarray
+    at_split: np.ndarray
+    final: np.ndarray
+    early: np.ndarray  # fall per update, peak to the split
+    late: np.ndarray  # fall per update, split to the end
+    ratio: np.ndarray  # early / late (inf where nothing falls late)
+    early_decade: np.ndarray  # fall per decade of updates, peak to the split
+    late_decade: np.ndarray
+
+
+def falls(steps: np.ndarray, values: np.ndarray, window: np.ndarray, split: int) -> Falls:
+    """`values` [S, T] peaks within the probes `window` (a mask over `steps`), then is read at `split`
+    and at the end."""
+    last = int(steps[-1])
+    peak_index = np.flatnonzero(window)[np.nanargmax(values[:, window], axis=1)]
+    peak, peak_step = values[np.arange(len(values)), peak_index], steps[peak_index]
+    at_split, final = value_at(steps, values, split), values[:, -1]
+    early = (peak - at_split) / (split - peak_step)
+    late = (at_split - final) / (last - split)
+    ratio = np.where(late > 0, early / np.where(late > 0, late, 1), np.inf)
+    return Falls(peak, peak_index, peak_step, at_split, final, early, late, ratio,
+                 (peak - at_split) / np.log10(split / peak_step), (at_split - final) / np.log10(last / split))
+
+
 @registry.phenomena.register("few-shot-retention")
 class FewShotRetention(Phenomenon):
     summary = ("items a tiny LM sees once are recognized right after, then forgotten fast over the first updates "
@@ -244,14 +276,10 @@ class FewShotRetention(Phenomenon):
         _, rec = exposed.curve(REC)
         _, recall = exposed.curve(RECALL)
         _, recall_control = exposed.curve(RECALL_CONTROL)
-        last = int(steps[-1])
         window = (steps >= 1) & (steps <= PEAK_WINDOW)
-        peak_index = np.flatnonzero(window)[np.nanargmax(gap[:, window], axis=1)]
-        peak, peak_step = gap[np.arange(len(gap)), peak_index], steps[peak_index]
-        at_split, final = value_at(steps, gap, SPLIT), gap[:, -1]
-        early = (peak - at_split) / (SPLIT - peak_step)
-        late = (at_split - final) / (last - SPLIT)
-        ratio = np.where(late > 0, early / np.where(late > 0, late, 1), np.inf)
+        fall = falls(steps, gap, window, SPLIT)
+        peak, peak_step, at_split, final = fall.peak, fall.peak_step, fall.at_split, fall.final
+        early, late, ratio = fall.early, fall.late, fall.ratio
         # the same strings' gap before any exposure: what the two sets differ by without it
         retained = final - value_at(steps, gap, 0)
 
@@ -268,8 +296,8 @@ class FewShotRetention(Phenomenon):
         sig.measure("early rate", early)
         sig.measure("late rate", late)
         sig.measure("early / late rate", ratio)
-        sig.measure(f"drop per decade, peak to {SPLIT}", (peak - at_split) / np.log10(SPLIT / peak_step))
-        sig.measure(f"drop per decade, {SPLIT} to end", (at_split - final) / np.log10(last / SPLIT))
+        sig.measure(f"drop per decade, peak to {SPLIT}", fall.early_decade)
+        sig.measure(f"drop per decade, {SPLIT} to end", fall.late_decade)
         sig.measure("recall at update 1", value_at(steps, recall, 1))
         sig.measure("control recall at update 1", value_at(steps, recall_control, 1))
         sig.measure("test loss at update 0", value_at(*exposed.curve("loss/test"), 0))
@@ -297,16 +325,12 @@ class FewShotRetention(Phenomenon):
         exposures, then falls fast up to FEW_SPLIT and slowly after."""
         steps, recall = arm.curve(RECALL)
         _, control = arm.curve(RECALL_CONTROL)
-        last = int(steps[-1])
         window = (steps >= TIMES) & (steps <= TIMES + FEW_PEAK_WINDOW)
-        peak_index = np.flatnonzero(window)[np.nanargmax(recall[:, window], axis=1)]
-        rows = np.arange(len(recall))
-        peak, peak_step = recall[rows, peak_index], steps[peak_index]
+        fall = falls(steps, recall, window, FEW_SPLIT)
+        rows, peak_index = np.arange(len(recall)), fall.peak_index
+        peak, peak_step, at_split, final = fall.peak, fall.peak_step, fall.at_split, fall.final
+        early, late, ratio = fall.early, fall.late, fall.ratio
         above = peak - control[rows, peak_index]
-        at_split, final = value_at(steps, recall, FEW_SPLIT), recall[:, -1]
-        early = (peak - at_split) / (FEW_SPLIT - peak_step)
-        late = (at_split - final) / (last - FEW_SPLIT)
-        ratio = np.where(late > 0, early / np.where(late > 0, late, 1), np.inf)
         test_steps, test = arm.curve("loss/test")
         sig.measure("few: recall at update 0", value_at(steps, recall, 0))
         sig.measure("few: recall at update 1", value_at(steps, recall, 1))
@@ -320,8 +344,8 @@ class FewShotRetention(Phenomenon):
         sig.measure("few: early recall rate", early)
         sig.measure("few: late recall rate", late)
         sig.measure("few: early / late recall rate", ratio)
-        sig.measure(f"few: drop per decade, peak to {FEW_SPLIT}", (peak - at_split) / np.log10(FEW_SPLIT / peak_step))
-        sig.measure(f"few: drop per decade, {FEW_SPLIT} to end", (at_split - final) / np.log10(last / FEW_SPLIT))
+        sig.measure(f"few: drop per decade, peak to {FEW_SPLIT}", fall.early_decade)
+        sig.measure(f"few: drop per decade, {FEW_SPLIT} to end", fall.late_decade)
         sig.measure("few: test loss at update 0", value_at(test_steps, test, 0))
         sig.measure("few: most test loss", np.nanmax(test, axis=1))
         sig.measure("few: final test loss", test[:, -1])
