@@ -15,7 +15,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from learnscope.catalog.repeated_data import CONTROL, GROWTH, HARM, REPEATS, RepeatedData
+from learnscope.catalog.repeated_data import CONTROL, GROWTH, HARM, PEAK, REPEATS, RepeatedData
 from learnscope.results import ArmData
 from learnscope.seeding import generator
 from learnscope.store.base import RunRecord
@@ -119,15 +119,18 @@ def made_up(test: dict[str, list[float]]) -> dict[str, ArmData]:
     return out
 
 
-def test_the_signature_needs_harm_at_many_repeats_and_growth_from_few():
-    good = {CONTROL: 2.0, "R-4": 2.0 + 0.01, "R-32": 2.0 + 0.01 + GROWTH + 0.02, "R-205": 2.0 + HARM + 0.05}
+def test_the_signature_needs_harm_at_many_repeats_growth_from_few_and_a_fall_at_the_most():
+    peak = 2.0 + 0.01 + GROWTH + 0.02
+    good = {CONTROL: 2.0, "R-4": 2.0 + 0.01, "R-102": peak, "R-410": 2.0 + HARM + 0.01}
     seeds = 10
     test = {arm: [value] * seeds for arm, value in good.items()}
     verdict = RepeatedData().check(made_up(test))
     assert verdict.ok and all(verdict.passed)
-    test["R-205"][0] = 2.0 + HARM - 0.001  # seed 0: many repeats no worse than the control
-    test["R-4"][1] = test["R-32"][1] - GROWTH + 0.001  # seed 1: too little growth from few repeats to 32
+    test["R-410"][0] = 2.0 + HARM - 0.001  # seed 0: many repeats no worse than the control
+    test["R-4"][1] = test["R-102"][1] - GROWTH + 0.001  # seed 1: too little growth from few repeats to 102
+    test["R-410"][2] = peak - PEAK + 0.0005  # seed 2: no fall from 102 repeats to 410 (no peak)
     verdict = RepeatedData().check(made_up(test))
-    assert verdict.passed[:3] == [False, False, True] and not verdict.ok  # 8 of 10 < 0.9
+    assert verdict.passed[:4] == [False, False, False, True] and not verdict.ok  # 7 of 10 < 0.9
     assert "test loss was only" in verdict.failures[0] and "exceeded R-4's by only" in verdict.failures[1]
-    assert verdict.measures["harm R-32 - harm R-205"][2] == pytest.approx(0.01 + GROWTH + 0.02 - HARM - 0.05)
+    assert "exceeded R-410's by only" in verdict.failures[2]
+    assert verdict.measures["harm R-102 - harm R-410"][3] == pytest.approx(0.01 + GROWTH + 0.02 - HARM - 0.01)
